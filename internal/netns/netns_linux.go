@@ -1,0 +1,59 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Of returns the network namespace of process pid (0 for the calling thread's
+// process).
+func Of(pid int) (ID, error) {
+	p := "/proc/self/ns/net"
+	if pid != 0 {
+		p = fmt.Sprintf("/proc/%d/ns/net", pid)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return ID{}, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	return ID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// IsInitial reports whether the calling process shares the network namespace
+// of PID 1, the machine's own one. If PID 1 cannot be inspected (it may be
+// undumpable even for root), it compares with kthreadd (PID 2), a kernel
+// thread that always lives in the initial namespace.
+func IsInitial() (bool, error) {
+	self, err := Of(0)
+	if err != nil {
+		return false, err
+	}
+	init, err := Of(1)
+	if err != nil && errors.Is(err, os.ErrPermission) && isKthreadd(2) {
+		init, err = Of(2)
+	}
+	if err != nil {
+		return false, fmt.Errorf("compare with the initial network namespace: %w", err)
+	}
+	return self == init, nil
+}
+
+// isKthreadd reports whether pid is the kernel's thread creator: named
+// kthreadd, with parent 0.
+func isKthreadd(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "2 (kthreadd) S 0 0 0 ..."
+	rest, ok := strings.CutPrefix(string(data), fmt.Sprintf("%d (kthreadd) ", pid))
+	if !ok {
+		return false
+	}
+	f := strings.Fields(rest)
+	return len(f) >= 2 && f[1] == "0"
+}

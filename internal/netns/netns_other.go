@@ -1,0 +1,12 @@
+//go:build !linux
+
+package netns
+
+import "errors"
+
+// Of returns the network namespace of process pid (Linux only).
+func Of(pid int) (ID, error) { return ID{}, errors.ErrUnsupported }
+
+// IsInitial reports whether the process is in the initial network namespace
+// (Linux only).
+func IsInitial() (bool, error) { return false, errors.ErrUnsupported }
