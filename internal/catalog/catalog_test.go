@@ -424,19 +424,19 @@ func TestLoadReturnsCopies(t *testing.T) {
 func TestValidateRejects(t *testing.T) {
 	t.Parallel()
 	tests := map[string]string{
-		"unknown key":   "profiles:\n- name: a\n  colour: red\n",
-		"port 0":        "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 0, hosts: [a.example], purpose: x}\n",
-		"port too big":  "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 70000, hosts: [a.example], purpose: x}\n",
-		"bad transport": "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: sctp, port: 1, hosts: [a.example], purpose: x}\n",
-		"bad host":      "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: [a..example], purpose: x}\n",
-		"upper host":    "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: [A.example], purpose: x}\n",
-		"wildcard host": "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: ['*.a.example'], purpose: x}\n",
-		"no hosts":      "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, purpose: x}\n",
-		"dns hosts":     "profiles:\n- name: a\n  endpoints:\n  - {protocol: UDP, transport: udp, port: 53, kind: dns-servers, hosts: [a.example], purpose: x}\n",
-		"no purpose":    "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: [a.example]}\n",
-		"unknown ref":   "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: ['{hub}'], purpose: x}\n",
-		"optional ref":  "profiles:\n- name: a\n  params: [{name: h, kind: hosts}]\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: ['{h}'], purpose: x}\n",
-		"dup profile":   "profiles:\n- name: a\n- name: a\n",
+		"unknown key":              "profiles:\n- name: a\n  colour: red\n",
+		"port 0":                   "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 0, hosts: [a.example], purpose: x}\n",
+		"port too big":             "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 70000, hosts: [a.example], purpose: x}\n",
+		"bad transport":            "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: sctp, port: 1, hosts: [a.example], purpose: x}\n",
+		"bad host":                 "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: [a..example], purpose: x}\n",
+		"upper host":               "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: [A.example], purpose: x}\n",
+		"wildcard host":            "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: ['*.a.example'], purpose: x}\n",
+		"no hosts":                 "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, purpose: x}\n",
+		"dns hosts":                "profiles:\n- name: a\n  endpoints:\n  - {protocol: UDP, transport: udp, port: 53, kind: dns-servers, hosts: [a.example], purpose: x}\n",
+		"no purpose":               "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: [a.example]}\n",
+		"unknown ref":              "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: ['{hub}'], purpose: x}\n",
+		"optional ref":             "profiles:\n- name: a\n  params: [{name: h, kind: hosts}]\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: ['{h}'], purpose: x}\n",
+		"dup profile":              "profiles:\n- name: a\n- name: a\n",
 		"optional without feature": "profiles:\n- name: a\n  endpoints:\n  - {protocol: TCP, transport: tcp, port: 1, hosts: [a.example], purpose: x, optional: true}\n",
 	}
 	for name, in := range tests {
