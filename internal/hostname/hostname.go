@@ -122,7 +122,15 @@ func CanonicalQuery(name string) string {
 	name = strings.TrimSuffix(name, ".")
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c >= 'A' && c <= 'Z' {
-			return strings.ToLower(name)
+			// strings.ToLower would also fold non-ASCII letters and turn
+			// invalid UTF-8 into U+FFFD, so lower ASCII only.
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + ('a' - 'A')
+				}
+			}
+			return string(b)
 		}
 	}
 	return name
