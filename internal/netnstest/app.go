@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -87,6 +89,12 @@ func (a *App) Command(ctx context.Context, name string, args ...string) *exec.Cm
 // cgroup-identified one (as root), Ident{} for an unmanaged process.
 func (a *App) CommandAs(ctx context.Context, id Ident, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = a.attr(id)
+	a.track(cmd)
+	return cmd
+}
+
+func (a *App) attr(id Ident) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if id.Cgroup {
 		attr.UseCgroupFD = true
@@ -95,11 +103,22 @@ func (a *App) CommandAs(ctx context.Context, id Ident, name string, args ...stri
 	if id.UID {
 		attr.Credential = &syscall.Credential{Uid: a.UID, Gid: a.GID, Groups: []uint32{}}
 	}
-	cmd.SysProcAttr = attr
+	return attr
+}
+
+func (a *App) track(cmd *exec.Cmd) {
 	a.mu.Lock()
 	a.cmds = append(a.cmds, cmd)
 	a.mu.Unlock()
-	return cmd
+}
+
+// StartRole runs the test binary as helper role (RegisterRole) with the
+// parts of the app's identity that id selects, in the current (device)
+// namespace, for instance a server that is the app (TCPEcho's role is
+// "tcp-echo" with the address:port as argument).
+func (a *App) StartRole(t testing.TB, id Ident, role string, args ...string) *Server {
+	t.Helper()
+	return startRole(t, roleSpec{attr: a.attr(id), track: a.track}, role, args)
 }
 
 // Close kills the app's processes and removes its cgroup. NewApp registers
@@ -140,4 +159,20 @@ func (a *App) Close() error {
 		return fmt.Errorf("processes %v in cgroup %s survive SIGKILL", procs, a.Cgroup)
 	}
 	return cgroup.Remove(a.top)
+}
+
+// NftPath is the app's cgroup as the nft CLI spells it in `socket cgroupv2
+// level L "PATH"`: relative to /sys/fs/cgroup, whatever the cgroup2 root is
+// ("unified/..." in the hybrid layout). It is "" if the root is elsewhere.
+// Product code uses CgroupID instead.
+func (a *App) NftPath() string {
+	root, err := cgroup.Root()
+	if err != nil {
+		return ""
+	}
+	rel, err := filepath.Rel("/sys/fs/cgroup", root)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return ""
+	}
+	return filepath.Join(rel, a.Cgroup)
 }

@@ -212,7 +212,7 @@ func (b *Bed) Exec(t testing.TB, name string, args ...string) string {
 // internet namespace, waits until it is ready and stops it at cleanup.
 func (b *Bed) StartRole(t testing.TB, role string, args ...string) *Server {
 	t.Helper()
-	return startRole(t, []string{"nsenter", "--net=" + b.NetnsPath, "--"}, role, args)
+	return startRole(t, roleSpec{wrapper: []string{"nsenter", "--net=" + b.NetnsPath, "--"}}, role, args)
 }
 
 // TCPEcho starts a TCP echo server on addr in the internet namespace.

@@ -8,7 +8,10 @@
 // "device") and runs the tests there, so nothing a test does to nftables,
 // routes or sysctls reaches the machine's own namespace. Without root it runs
 // the tests normally and New and NewApp skip with "needs root: ...". New
-// refuses (fails the test) to run in the initial network namespace.
+// refuses (fails the test) to run in the initial network namespace. In the
+// device namespace Main brings lo up and sets net.ipv4.ip_unprivileged_port_start=0
+// and net.ipv4.ping_group_range="0 2147483647", so app UIDs can serve low
+// ports and ping.
 //
 // New builds an "internet" namespace joined to the device by a veth pair, with
 // IPv4 and IPv6, public addresses from 198.18.0.0/15 and 2001:db8::/32 on the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -58,6 +59,12 @@ func Main(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
+// deviceSysctls are set in the device namespace by Main.
+var deviceSysctls = map[string]string{
+	"net.ipv4.ip_unprivileged_port_start": "0",
+	"net.ipv4.ping_group_range":           "0 2147483647",
+}
+
 func runMain(m *testing.M) int {
 	if os.Geteuid() != 0 {
 		return m.Run()
@@ -77,6 +84,14 @@ func runMain(m *testing.M) int {
 	if err := setLinkUp("lo"); err != nil {
 		fmt.Fprintf(os.Stderr, "netnstest: bring lo up in the device namespace: %v\n", err)
 		return 1
+	}
+	// Let app UIDs bind low server ports and send ICMP echo (ping) like
+	// root, so tests can use the ports and tools the apps declare.
+	for k, v := range deviceSysctls {
+		if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(k, ".", "/"), []byte(v), 0); err != nil {
+			fmt.Fprintf(os.Stderr, "netnstest: set %s in the device namespace: %v\n", k, err)
+			return 1
+		}
 	}
 	return m.Run()
 }

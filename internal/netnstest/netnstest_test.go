@@ -351,3 +351,28 @@ func (f *fakeT) Fatalf(format string, args ...any) {
 func (f *fakeT) Helper() {}
 
 var _ = io.EOF
+
+func TestAppServerRole(t *testing.T) {
+	b := New(t)
+	app := NewApp(t, "server")
+	srv := app.StartRole(t, Full, "tcp-echo", netip.AddrPortFrom(b.DeviceV4, 80).String())
+	if cg, err := cgroup.Of(srv.Pid()); err != nil || cg != app.Cgroup {
+		t.Errorf("server cgroup = %q, %v; want %q", cg, err, app.Cgroup)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", srv.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := strconv.Itoa(int(app.UID))
+	if want := "Uid:\t" + uid + "\t" + uid; !strings.Contains(string(status), want) {
+		t.Errorf("server status has no %q:\n%s", want, status)
+	}
+	out := b.Exec(t, "sh", "-c", "echo hi | socat -t 5 - TCP:"+srv.Addr.String()+",connect-timeout=5")
+	if out != "hi\n" {
+		t.Errorf("echo from the internet side = %q", out)
+	}
+	ev := srv.WaitEvents(t, 1, 5*time.Second)
+	if ev[0].Remote.Addr() != b.GatewayV4 {
+		t.Errorf("peer %v, want the internet side %v", ev[0].Remote, b.GatewayV4)
+	}
+}

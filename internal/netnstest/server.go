@@ -62,6 +62,9 @@ type Server struct {
 	err    error
 }
 
+// Pid is the role process's id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Events returns the events reported so far.
 func (s *Server) Events() []Event {
 	s.mu.Lock()
@@ -121,21 +124,45 @@ func (s *Server) waitErr() error {
 // current network namespace, waits until it is ready and stops it at cleanup.
 func StartRole(t testing.TB, role string, args ...string) *Server {
 	t.Helper()
-	return startRole(t, nil, role, args)
+	return startRole(t, roleSpec{}, role, args)
 }
 
-// startRole runs the test binary in a role behind the wrapper command
-// (nsenter for the internet namespace).
-func startRole(t testing.TB, wrapper []string, role string, args []string) *Server {
+// roleSpec says how to start a role process.
+type roleSpec struct {
+	wrapper []string             // command put in front (nsenter for the internet namespace)
+	attr    *syscall.SysProcAttr // credentials and cgroup, for apps
+	track   func(*exec.Cmd)      // registers the command with its owner's cleanup
+}
+
+// startRole runs the test binary in a role.
+func startRole(t testing.TB, spec roleSpec, role string, args []string) *Server {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatalf("start role %s: %v", role, err)
 	}
-	argv := append(append(append([]string(nil), wrapper...), exe), args...)
+	// Run the binary through an inherited descriptor: an app's UID may not
+	// search the private directory go test builds it in.
+	bin, err := os.Open(exe)
+	if err != nil {
+		t.Fatalf("start role %s: %v", role, err)
+	}
+	defer bin.Close()
+	argv := append(append(append([]string(nil), spec.wrapper...), "/proc/self/fd/3"), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), envRole+"="+role)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.ExtraFiles = []*os.File{bin}
+	for _, kv := range os.Environ() {
+		// Coverage output of a role is not wanted and may not be writable.
+		if !strings.HasPrefix(kv, "GOCOVERDIR=") && !strings.HasPrefix(kv, envRole+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, envRole+"="+role)
+	cmd.SysProcAttr = spec.attr
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatalf("start role %s: %v", role, err)
@@ -146,6 +173,9 @@ func startRole(t testing.TB, wrapper []string, role string, args []string) *Serv
 	}
 	s := &Server{cmd: cmd, stdin: stdin, stderr: &lockedBuffer{}, done: make(chan struct{}), notify: make(chan struct{})}
 	cmd.Stderr = s.stderr
+	if spec.track != nil {
+		spec.track(cmd)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start role %s: %v", role, err)
 	}
