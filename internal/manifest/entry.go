@@ -196,13 +196,16 @@ func ParseEntry(s string) (Connection, error) {
 		default:
 			// Colons galore: an IPv6 address, maybe with a port written
 			// without brackets.
-			a, err := parseAddr(s)
-			if err != nil {
-				if i := strings.LastIndexByte(s, ':'); i > 0 {
-					if b, err2 := netip.ParseAddr(s[:i]); err2 == nil && b.Is6() {
+			if _, err := netip.ParseAddr(s); err != nil {
+				i := strings.LastIndexByte(s, ':')
+				if _, perr := parsePort(s[i+1:]); perr == nil && s[i-1] != ':' {
+					if b, err := netip.ParseAddr(s[:i]); err == nil && b.Is6() {
 						return c, fmt.Errorf("an IPv6 address with a port must be written in brackets: [%s]:%s", s[:i], s[i+1:])
 					}
 				}
+			}
+			a, err := parseAddr(s)
+			if err != nil {
 				return c, err
 			}
 			c.Kind, c.Addr = ConnIPv6, a
@@ -231,17 +234,20 @@ func ParseEntry(s string) (Connection, error) {
 // classifyHost fills in c for a host part without port or brackets: an
 // IPv4 address or a host pattern.
 func classifyHost(c *Connection, h string) error {
-	digitsDots, hasDot, hasStar := true, false, false
+	digitsDots, hasDot, hasStar, hasDigit := true, false, false, false
 	for i := 0; i < len(h); i++ {
 		switch ch := h[i]; {
 		case ch == '.':
 			hasDot = true
 		case ch == '*':
 			hasStar = true
-		case ch < '0' || ch > '9':
+		case ch >= '0' && ch <= '9':
+			hasDigit = true
+		default:
 			digitsDots = false
 		}
 	}
+	digitsDots = digitsDots && hasDigit
 	switch {
 	case digitsDots && hasStar:
 		return errors.New("wildcards in IPv4 addresses are not supported (nor are ranges): list each address")

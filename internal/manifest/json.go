@@ -8,7 +8,8 @@ import (
 	"unicode/utf8"
 )
 
-// maxDepth bounds nesting; real manifests are three levels deep.
+// maxDepth bounds nesting (the top-level object is level 1); real
+// manifests are three levels deep.
 const maxDepth = 64
 
 type kind uint8
@@ -119,7 +120,7 @@ func (p *jsonParser) errorf(format string, args ...any) error {
 }
 
 func (p *jsonParser) value(depth int) (*value, error) {
-	if depth > maxDepth {
+	if depth >= maxDepth {
 		return nil, p.errorf("nested more than %d levels deep", maxDepth)
 	}
 	start := p.pos
