@@ -146,7 +146,11 @@ func (c *checker) schemaVersion(m *Manifest, path string, v *value) {
 		return
 	}
 	if v.text != "1" {
-		c.report(Error, path, v.off, v, CodeSchemaVersion, "is not compatible; the only schema version is 1")
+		msg := "is not compatible; the only schema version is 1"
+		if f, err := strconv.ParseFloat(v.text, 64); err == nil && f == 1 {
+			msg = "must be written as the whole number 1"
+		}
+		c.report(Error, path, v.off, v, CodeSchemaVersion, msg)
 		return
 	}
 	m.SchemaVersion = 1
