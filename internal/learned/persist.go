@@ -2,8 +2,8 @@ package learned
 
 import (
 	"bufio"
-	"container/heap"
 	"bytes"
+	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"

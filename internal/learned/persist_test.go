@@ -1,8 +1,8 @@
 package learned
 
 import (
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
