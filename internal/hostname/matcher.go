@@ -62,7 +62,11 @@ func (m *Matcher[V]) AppendMatches(dst []V, name string) []V {
 				break
 			}
 			rest = rest[i+1:]
-			dst = append(dst, m.wildcard[rest]...)
+			// A wildcard needs a non-empty label in front, as Pattern.Match
+			// does: ".example.com" is not under "*.example.com".
+			if len(rest)+1 < len(name) {
+				dst = append(dst, m.wildcard[rest]...)
+			}
 		}
 	}
 	return dst
