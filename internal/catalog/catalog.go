@@ -411,13 +411,13 @@ func Load(name string, params map[string]string) (*Profile, error) {
 
 func unknownParam(pd *profileData) error {
 	if len(pd.Params) == 0 {
-		return fmt.Errorf("unknown: profile %s takes no parameters", pd.Name)
+		return fmt.Errorf("profile %s takes no parameters", pd.Name)
 	}
 	names := make([]string, len(pd.Params))
 	for i, p := range pd.Params {
 		names[i] = p.Name
 	}
-	return fmt.Errorf("unknown: profile %s takes %s", pd.Name, strings.Join(names, ", "))
+	return fmt.Errorf("not a parameter of profile %s, which takes %s", pd.Name, strings.Join(names, ", "))
 }
 
 // paramValue is a parsed parameter.
