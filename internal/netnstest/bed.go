@@ -10,12 +10,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Bed is an "internet" network namespace joined to the current ("device")
@@ -116,34 +118,103 @@ func New(t testing.TB) *Bed {
 }
 
 func (b *Bed) setup() error {
-	in := func(args ...string) []string { return append([]string{"-n", b.Name}, args...) }
 	metric := strconv.Itoa(1000 + b.Index)
-	steps := [][]string{
-		{"netns", "add", b.Name},
-		{"link", "add", b.DevLink, "type", "veth", "peer", "name", b.InetLink, "netns", b.Name},
-		{"addr", "add", prefixOf(b.DeviceV4, b.LinkV4), "dev", b.DevLink},
-		{"-6", "addr", "add", prefixOf(b.DeviceV6, b.LinkV6), "dev", b.DevLink, "nodad"},
-		{"link", "set", b.DevLink, "up"},
-		in("link", "set", "lo", "up"),
-		in("addr", "add", prefixOf(b.GatewayV4, b.LinkV4), "dev", b.InetLink),
-		in("-6", "addr", "add", prefixOf(b.GatewayV6, b.LinkV6), "dev", b.InetLink, "nodad"),
-		in("addr", "add", b.PublicV4.String()+"/32", "dev", "lo"),
-		in("-6", "addr", "add", b.PublicV6.String()+"/128", "dev", "lo", "nodad"),
-		in("link", "set", b.InetLink, "up"),
-		{"route", "add", b.PrefixV4.String(), "via", b.GatewayV4.String(), "dev", b.DevLink},
-		{"-6", "route", "add", b.PrefixV6.String(), "via", b.GatewayV6.String(), "dev", b.DevLink},
-		{"route", "add", "default", "via", b.GatewayV4.String(), "dev", b.DevLink, "metric", metric},
-		{"-6", "route", "add", "default", "via", b.GatewayV6.String(), "dev", b.DevLink, "metric", metric},
+	// Three ip processes in batch mode: spawning is what costs on a busy machine.
+	device := []string{
+		"netns add " + b.Name,
+		"link add " + b.DevLink + " type veth peer name " + b.InetLink + " netns " + b.Name,
+		"addr add " + prefixOf(b.DeviceV4, b.LinkV4) + " dev " + b.DevLink,
+		"addr add " + prefixOf(b.DeviceV6, b.LinkV6) + " dev " + b.DevLink + " nodad",
+		"link set " + b.DevLink + " up",
 	}
-	for _, s := range steps {
-		if err := run("ip", s...); err != nil {
-			return err
+	inet := []string{
+		"link set lo up",
+		"addr add " + prefixOf(b.GatewayV4, b.LinkV4) + " dev " + b.InetLink,
+		"addr add " + prefixOf(b.GatewayV6, b.LinkV6) + " dev " + b.InetLink + " nodad",
+		"addr add " + b.PublicV4.String() + "/32 dev lo",
+		"addr add " + b.PublicV6.String() + "/128 dev lo nodad",
+		"link set " + b.InetLink + " up",
+	}
+	routes := []string{
+		"route add " + b.PrefixV4.String() + " via " + b.GatewayV4.String() + " dev " + b.DevLink,
+		"route add " + b.PrefixV6.String() + " via " + b.GatewayV6.String() + " dev " + b.DevLink,
+		"route add default via " + b.GatewayV4.String() + " dev " + b.DevLink + " metric " + metric,
+		"route add ::/0 via " + b.GatewayV6.String() + " dev " + b.DevLink + " metric " + metric,
+	}
+	if err := ipBatch("", device); err != nil {
+		return err
+	}
+	if err := ipBatch(b.Name, inet); err != nil {
+		return err
+	}
+	if err := ipBatch("", routes); err != nil {
+		return err
+	}
+	// A new namespace does not forward, but make sure: the internet side must
+	// be a dead end whatever the defaults are.
+	return inNetns(b.NetnsPath, func() error {
+		for _, k := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding"} {
+			if err := os.WriteFile("/proc/sys/net/"+k, []byte("0"), 0); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+}
+
+// ipBatch runs ip -batch with the given lines, in namespace ns if not "".
+func ipBatch(ns string, lines []string) error {
+	args := []string{"-b", "-"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
 	}
-	// A new namespace does not forward, but say it: the internet side must be
-	// a dead end whatever the defaults are.
-	return run("nsenter", "--net="+b.NetnsPath, "--", "sysctl", "-q", "-w",
-		"net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0")
+	cmd := exec.Command("ip", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s <<%q: %w: %s", strings.Join(args, " "), lines, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// inNetns runs fn on a thread that has joined the network namespace at path,
+// then moves the thread back. If it cannot move back, the thread stays locked
+// and the runtime discards it, so no other goroutine runs in that namespace.
+func inNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("join %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("return from %s: %w", path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("in %s: %w", path, err)
+	}
+	return nil
 }
 
 func prefixOf(a netip.Addr, p netip.Prefix) string {
@@ -253,17 +324,19 @@ func (b *Bed) Close() error {
 			c.Process.Kill()
 		}
 	}
-	if err := killNetnsProcs(b.Name, 10*time.Second); err != nil {
+	if err := killNetnsProcs(b.NetnsPath, 10*time.Second); err != nil {
 		errs = append(errs, err)
 	}
+	var del []string
 	// /sys/class/net shows the namespace that mounted /sys, not ours: ask netlink.
 	if _, err := net.InterfaceByName(b.DevLink); err == nil {
-		if err := run("ip", "link", "del", b.DevLink); err != nil {
-			errs = append(errs, err)
-		}
+		del = append(del, "link del "+b.DevLink)
 	}
 	if _, err := os.Stat(b.NetnsPath); err == nil {
-		if err := run("ip", "netns", "del", b.Name); err != nil {
+		del = append(del, "netns del "+b.Name)
+	}
+	if len(del) > 0 {
+		if err := ipBatch("", del); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -274,30 +347,49 @@ func (b *Bed) Close() error {
 	return b.closeErr
 }
 
-// killNetnsProcs SIGKILLs every process in the named namespace until none is
-// left or the timeout passes.
-func killNetnsProcs(name string, timeout time.Duration) error {
-	if _, err := os.Stat("/run/netns/" + name); err != nil {
+// killNetnsProcs SIGKILLs every process in the namespace at path until none
+// is left or the timeout passes.
+func killNetnsProcs(path string, timeout time.Duration) error {
+	var ns unix.Stat_t
+	if err := unix.Stat(path, &ns); err != nil {
 		return nil
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		out, err := exec.Command("ip", "netns", "pids", name).Output()
+		pids, err := netnsPids(ns.Dev, ns.Ino)
 		if err != nil {
-			return fmt.Errorf("list processes in %s: %w", name, err)
+			return fmt.Errorf("list processes in %s: %w", path, err)
 		}
-		pids := strings.Fields(string(out))
 		if len(pids) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("processes %v in %s survive SIGKILL", pids, name)
+			return fmt.Errorf("processes %v in %s survive SIGKILL", pids, path)
 		}
-		for _, p := range pids {
-			if pid, err := strconv.Atoi(p); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
+		for _, pid := range pids {
+			unix.Kill(pid, unix.SIGKILL)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// netnsPids lists the processes whose network namespace is (dev, ino).
+// Exited processes (zombies) have no namespace any more and are not listed.
+func netnsPids(dev, ino uint64) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && st.Dev == dev && st.Ino == ino {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

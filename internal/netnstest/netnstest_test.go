@@ -52,8 +52,33 @@ func leftovers(b *Bed) []string {
 	return left
 }
 
+// threadNetns returns the distinct network namespaces of this process's threads.
+func threadNetns(t *testing.T) map[string]bool {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, task := range tasks {
+		if l, err := os.Readlink("/proc/self/task/" + task.Name() + "/ns/net"); err == nil {
+			m[l] = true
+		}
+	}
+	return m
+}
+
 func TestBedUpAndDown(t *testing.T) {
+	RequireDevice(t)
+	own, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := New(t)
+	// Setting the internet side up must leave every thread in the device namespace.
+	if diff := cmp.Diff(map[string]bool{own: true}, threadNetns(t)); diff != "" {
+		t.Fatalf("thread namespaces after New (-want +got):\n%s", diff)
+	}
 	if diff := cmp.Diff([]string{"netns " + b.Name, "veth " + b.DevLink}, leftovers(b)); diff != "" {
 		t.Fatalf("bed not fully up (-want +got):\n%s", diff)
 	}
