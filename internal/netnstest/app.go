@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,11 +22,11 @@ import (
 type App struct {
 	Name     string
 	UID, GID uint32
-	Cgroup   string // relative to the cgroup2 root: "pinhole-test-<rand>/<name>"
+	Cgroup   string // relative to the cgroup2 root: "pinhole-test-<pid>-<rand>/<name>"
 	CgroupID uint64 // what `socket cgroupv2` compares
 	Level    int    // components of Cgroup (the `level` in nftables)
 
-	top  string // "pinhole-test-<rand>", removed at cleanup
+	top  string // "pinhole-test-<pid>-<rand>", removed at cleanup
 	dir  *os.File
 	mu   sync.Mutex
 	cmds []*exec.Cmd
@@ -52,7 +53,7 @@ var nextUID atomic.Uint32
 func NewApp(t testing.TB, name string) *App {
 	t.Helper()
 	RequireRoot(t)
-	top := "pinhole-test-" + randHex(4)
+	top := cgroupPrefix + strconv.Itoa(os.Getpid()) + "-" + randHex(4)
 	rel := top + "/" + name
 	level, err := cgroup.Level(rel)
 	if err != nil {

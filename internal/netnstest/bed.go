@@ -87,9 +87,9 @@ func New(t testing.TB) *Bed {
 	if err != nil {
 		t.Fatalf("netnstest: %v", err)
 	}
-	suffix := randHex(3)
+	suffix := randHex(4)
 	b := &Bed{
-		Name:      "ph-inet-" + suffix,
+		Name:      netnsPrefix + strconv.Itoa(os.Getpid()) + "-" + suffix,
 		Index:     idx,
 		DevLink:   "phd-" + suffix,
 		InetLink:  "phi-" + suffix,

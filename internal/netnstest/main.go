@@ -93,6 +93,9 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
+	if err := Sweep(); err != nil {
+		fmt.Fprintf(os.Stderr, "netnstest: remove leftovers of killed test binaries: %v\n", err)
+	}
 	return m.Run()
 }
 

@@ -401,3 +401,47 @@ func TestAppServerRole(t *testing.T) {
 		t.Errorf("peer %v, want the internet side %v", ev[0].Remote, b.GatewayV4)
 	}
 }
+
+func TestSweep(t *testing.T) {
+	RequireDevice(t)
+	// Leftovers of a "killed" binary: an unused pid well above pid_max's default.
+	dead := "99999999-" + randHex(4)
+	ns := netnsPrefix + dead
+	if err := ipBatch("", []string{"netns add " + ns}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run("ip", "netns", "del", ns) })
+	stray := exec.Command("nsenter", "--net=/run/netns/"+ns, "--", "sleep", "1000")
+	if err := stray.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cg := cgroupPrefix + dead
+	if err := cgroup.Create(cg + "/app"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cgroup.Kill(cg); cgroup.Remove(cg) })
+	// ... and things of a live one (this binary), which must stay.
+	live := New(t)
+	app := NewApp(t, "live")
+
+	if err := Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead binary's netns still there: %v", err)
+	}
+	if err := stray.Wait(); err == nil {
+		t.Errorf("process in the dead binary's netns exited 0, want killed")
+	}
+	if p, _ := cgroup.Path(cg); p != "" {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("dead binary's cgroup still there: %v", err)
+		}
+	}
+	if _, err := os.Stat(live.NetnsPath); err != nil {
+		t.Errorf("live bed's netns removed: %v", err)
+	}
+	if _, err := cgroup.ID(app.Cgroup); err != nil {
+		t.Errorf("live app's cgroup removed: %v", err)
+	}
+}
