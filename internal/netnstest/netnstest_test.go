@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
 
 	"github.com/pinhole-net/pinhole/internal/cgroup"
 )
@@ -375,8 +375,6 @@ func (f *fakeT) Fatalf(format string, args ...any) {
 }
 func (f *fakeT) Helper() {}
 
-var _ = io.EOF
-
 func TestAppServerRole(t *testing.T) {
 	b := New(t)
 	app := NewApp(t, "server")
@@ -444,4 +442,24 @@ func TestSweep(t *testing.T) {
 	if _, err := cgroup.ID(app.Cgroup); err != nil {
 		t.Errorf("live app's cgroup removed: %v", err)
 	}
+}
+
+// TestNoGoroutineLeak checks that a bed, its servers and an app leave no
+// goroutine behind once their test's cleanups ran.
+func TestNoGoroutineLeak(t *testing.T) {
+	RequireDevice(t)
+	before := goleak.IgnoreCurrent()
+	t.Run("use", func(t *testing.T) {
+		b := New(t)
+		app := NewApp(t, "leak")
+		srv := b.TCPEcho(t, netip.AddrPortFrom(b.PublicV4, 0))
+		echoTCP(t, srv.Addr)
+		web := b.HTTP(t, netip.AddrPortFrom(b.PublicV6, 0))
+		if out, err := app.Command(t.Context(), "curl", "-sS", "-m", "5", "-g", "http://"+web.Addr.String()+"/").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		web.WaitEvents(t, 1, 5*time.Second)
+		app.StartRole(t, Ident{Cgroup: true}, "udp-echo", "127.0.0.1:0")
+	})
+	goleak.VerifyNone(t, before)
 }
