@@ -79,3 +79,17 @@ func TestPolicyShow(t *testing.T) {
 		t.Errorf("app a reach (-want +got):\n%s", diff)
 	}
 }
+
+func TestRunDryRun(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a.json", goodManifest)
+	cfg := writeFile(t, dir, "p.yaml", "apps:\n- {name: a, manifest: a.json, cgroup: pinhole/a}\n- {name: b, manifest: a.json, uid: 4321}\n")
+	out, code := runCLI(t, "run", "--config", cfg, "--app", "a", "--dry-run", "--", "curl", "-s", "x")
+	if code != 0 || !strings.Contains(out, `would run ["curl" "-s" "x"] as app a: cgroup pinhole/a`) {
+		t.Errorf("run --dry-run app a: exit %d, output:\n%s", code, out)
+	}
+	out, code = runCLI(t, "run", "--config", cfg, "--app", "b", "--dry-run", "--", "true")
+	if code != 0 || !strings.Contains(out, "as app b: uid 4321") {
+		t.Errorf("run --dry-run app b: exit %d, output:\n%s", code, out)
+	}
+}
