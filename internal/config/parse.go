@@ -791,7 +791,6 @@ func (p *parser) apps(c *Config, raw []rawApp) {
 	}
 	names := map[string]owner{}
 	ids := map[Identity]owner{}
-	var cgroups []owner // apps with cgroup identities, for nesting checks
 	for i, r := range raw {
 		path := fmt.Sprintf("apps[%d]", i)
 		var app App
@@ -856,6 +855,8 @@ func (p *parser) apps(c *Config, raw []rawApp) {
 			switch {
 			case v == "root":
 				p.errorAt(idPath, r.User.n, "root cannot be an app: root can set pinholed's socket mark and change the firewall")
+			case isDigits(v):
+				p.errorAt(idPath, r.User.n, "%q is a number; write uid: %s", v, v)
 			case !userName.MatchString(v):
 				p.errorAt(idPath, r.User.n, "%q is not a user name", v)
 			default:
@@ -876,21 +877,28 @@ func (p *parser) apps(c *Config, raw []rawApp) {
 			} else {
 				ids[app.Identity] = me
 			}
-			if app.Identity.Kind == IdentityCgroup {
-				for _, o := range cgroups {
-					other := c.Apps[o.idx].Identity.Cgroup
-					if inside(app.Identity.Cgroup, other) || inside(other, app.Identity.Cgroup) {
-						p.errorAt(idPath, nil, "cgroup %s and cgroup %s of app %q (apps[%d]) nest: a process in the inner one would belong to both apps", app.Identity.Cgroup, other, o.name, o.idx)
-					}
-				}
-				cgroups = append(cgroups, me)
-			}
 		}
 		c.Apps = append(c.Apps, app)
 	}
+	// A process in a cgroup below another app's cgroup would match both.
+	for i, app := range c.Apps {
+		if app.Identity.Kind != IdentityCgroup {
+			continue
+		}
+		cg := app.Identity.Cgroup
+		for j := strings.LastIndexByte(cg, '/'); j > 0; j = strings.LastIndexByte(cg[:j], '/') {
+			if o, ok := ids[Identity{Kind: IdentityCgroup, Cgroup: cg[:j]}]; ok {
+				p.errorAt(fmt.Sprintf("apps[%d].cgroup", i), nil, "cgroup %s lies inside cgroup %s of app %q (apps[%d]): its processes would belong to both apps", cg, cg[:j], o.name, o.idx)
+			}
+		}
+	}
 }
 
-// inside reports whether cgroup a lies strictly below cgroup b.
-func inside(a, b string) bool {
-	return len(a) > len(b) && strings.HasPrefix(a, b) && a[len(b)] == '/'
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
