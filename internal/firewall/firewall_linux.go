@@ -152,38 +152,6 @@ func (f *Firewall) Apply(p *policy.Policy, learned []Element) error {
 	return nil
 }
 
-// learnedElements validates learned elements against m: elements of unknown
-// apps are dropped and counted, literals are not duplicated, and duplicates
-// keep the longest timeout.
-func (m *model) learnedElements(learned []Element) ([]Element, int, error) {
-	idx := map[elemKey]int{}
-	var out []Element
-	dropped := 0
-	for _, e := range learned {
-		e, err := e.normalize()
-		if err != nil {
-			return nil, 0, err
-		}
-		if _, ok := m.byName[e.App]; !ok {
-			dropped++
-			continue
-		}
-		k := e.key()
-		if m.permanent[k] {
-			continue
-		}
-		if i, ok := idx[k]; ok {
-			if e.Timeout == 0 || (out[i].Timeout != 0 && e.Timeout > out[i].Timeout) {
-				out[i].Timeout = e.Timeout
-			}
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, e)
-	}
-	return out, dropped, nil
-}
-
 // Allow adds elements, or refreshes them to exactly the given timeout if
 // they are there already (the caller passes the longest remaining lifetime
 // when several names share an address). Elements that are permanent because

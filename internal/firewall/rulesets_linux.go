@@ -498,9 +498,9 @@ func (d *ruleDecoder) fields(what string, vals []string) {
 			d.l4 = map[string]byte{"tcp": protoTCP, "udp": protoUDP}[vals[0]]
 		}
 	case "iif", "iifname":
-		d.r.InterfaceInName = vals[0]
+		d.r.InterfaceInName = unquote(vals[0])
 	case "oif", "oifname":
-		d.r.InterfaceOutName = vals[0]
+		d.r.InterfaceOutName = unquote(vals[0])
 	case "udp sport", "tcp sport", "th sport", "udp dport", "tcp dport", "th dport":
 		if len(vals) != 1 {
 			return
@@ -533,6 +533,13 @@ func (d *ruleDecoder) addrField(l load, data []byte) {
 	} else {
 		d.r.DestinationIP, d.r.DestinationMask = a.String(), m.String()
 	}
+}
+
+func unquote(s string) string {
+	if u, err := strconv.Unquote(s); err == nil {
+		return u
+	}
+	return s
 }
 
 func allZero(b []byte) bool {
