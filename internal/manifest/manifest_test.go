@@ -141,8 +141,8 @@ func TestParseDiagnostics(t *testing.T) {
 			},
 		},
 		{
-			name: "code snippet fragment loads with warnings for what Azure Sphere requires",
-			src:  "{\n  \"Capabilities\": { \"NetworkConfig\": true }\n}",
+			name:  "code snippet fragment loads with warnings for what Azure Sphere requires",
+			src:   "{\n  \"Capabilities\": { \"NetworkConfig\": true }\n}",
 			loads: true,
 			want: []wantDiag{
 				{sev: Warning, path: "SchemaVersion", needle: "{", refuses: true, code: CodeMissingSchemaVersion,
