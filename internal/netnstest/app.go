@@ -130,7 +130,8 @@ func (a *App) Close() error {
 	a.cmds = nil
 	a.mu.Unlock()
 	for _, c := range cmds {
-		if c.Process != nil && c.ProcessState == nil {
+		// Kill is safe after Wait and concurrent with it; ProcessState is not.
+		if c.Process != nil {
 			c.Process.Kill()
 		}
 	}

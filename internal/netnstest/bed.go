@@ -320,7 +320,8 @@ func (b *Bed) Close() error {
 
 	var errs []error
 	for _, c := range cmds {
-		if c.Process != nil && c.ProcessState == nil {
+		// Kill is safe after Wait and concurrent with it; ProcessState is not.
+		if c.Process != nil {
 			c.Process.Kill()
 		}
 	}

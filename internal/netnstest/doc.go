@@ -23,8 +23,23 @@
 // starts processes already inside both (clone3 CLONE_INTO_CGROUP), and
 // CommandAs with only one of them.
 //
+// Custom roles (a fake upstream DNS server, say) are registered before Main:
+//
+//	func TestMain(m *testing.M) {
+//		netnstest.RegisterRole("upstream", serveUpstream)
+//		netnstest.Main(m)
+//	}
+//
+// and started with Bed.StartRole (internet side), App.StartRole (as an app in
+// the device) or StartRole (device, as root).
+//
 // Everything is removed in t.Cleanup, also when the test fails: processes,
-// namespaces, veths, cgroups.
+// namespaces, veths, cgroups. Names carry the creating binary's pid
+// ("ph-inet-<pid>-<rand>", "pinhole-test-<pid>-<rand>"), and Main sweeps
+// leftovers of binaries that were killed before their cleanup ran.
+//
+// Addresses outside every bed's prefixes follow the dead-end default route
+// and are silently dropped on the internet side, so clients need timeouts.
 //
 // Tests in one package share the device namespace: tests that install
 // firewall rules must run one after another (no t.Parallel). Packages run in
