@@ -135,7 +135,7 @@ type Options struct {
 	// (4096); beyond that the oldest aggregate is closed early.
 	Window        time.Duration
 	MaxAggregates int
-	// DiskQueue is how many records may wait for the file writer (1024).
+	// DiskQueue is how many records may wait for the file writer (256).
 	DiskQueue int
 	// SubscriberBuffer is each subscriber's channel capacity (256), and
 	// MaxSubscribers how many may subscribe at once (16).
@@ -155,7 +155,7 @@ func (o *Options) setDefaults() {
 	setDefault(&o.RingSize, 1024)
 	setDefault(&o.Window, time.Minute)
 	setDefault(&o.MaxAggregates, 4096)
-	setDefault(&o.DiskQueue, 1024)
+	setDefault(&o.DiskQueue, 256)
 	setDefault(&o.SubscriberBuffer, 256)
 	setDefault(&o.MaxSubscribers, 16)
 	if o.Clock == nil {
@@ -447,7 +447,8 @@ type Filter struct {
 	Limit int
 }
 
-// Query returns the matching records still in the ring, oldest first. To
+// Query returns the matching records still in the ring, oldest first; their
+// slices are shared and must not be modified. To
 // follow the log without a gap, Subscribe first, then Query, and skip
 // streamed records whose ID and Count were already seen.
 func (l *Log) Query(f Filter) []Record {
