@@ -322,6 +322,10 @@ func decodeRule(chain string, nr *nftables.Rule, anon map[string][]nftables.SetE
 		d.r.Action = "continue"
 	}
 	d.r.Match = strings.Join(d.parts, " ")
+	// nft leaves out the protocol match that tcp/udp/icmpv6 fields imply.
+	for _, p := range []string{"tcp", "udp", "icmpv6"} {
+		d.r.Match = strings.ReplaceAll(d.r.Match, "meta l4proto "+p+" "+p+" ", p+" ")
+	}
 	return d.r, d.ok
 }
 
