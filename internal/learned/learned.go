@@ -213,6 +213,9 @@ func New(opts Options) *Store {
 	return s
 }
 
+// Now is the store's clock, which Acknowledge times must come from.
+func (s *Store) Now() time.Time { return s.clock.Now() }
+
 // Limits returns the store's limits after defaults.
 func (s *Store) Limits() Limits { return s.lim }
 

@@ -415,7 +415,7 @@ func validName(field, s string, max int) error {
 		return fmt.Errorf("%s: %d bytes long, more than %d", field, len(s), max)
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f {
+		if c := s[i]; c < ' ' || c >= 0x7f || c == ' ' && field == "app" {
 			return fmt.Errorf("%s %q: byte %#x at %d is not printable ASCII", field, s, c, i)
 		}
 	}
