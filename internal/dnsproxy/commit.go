@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pinhole-net/pinhole/internal/firewall"
 	"github.com/pinhole-net/pinhole/internal/learned"
 	"github.com/pinhole-net/pinhole/internal/policy"
 )
@@ -15,7 +16,7 @@ import (
 // of, every element in one transaction, returning once the kernel has
 // acknowledged it. *firewall.Firewall implements it.
 type Inserter interface {
-	Allow(elems []learned.Element) error
+	Allow(elems []firewall.Element) error
 }
 
 // maxPending bounds the elements waiting for the next transaction; an

@@ -14,19 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinhole-net/pinhole/internal/firewall"
 	"github.com/pinhole-net/pinhole/internal/policy"
 )
 
 // Element is one kernel set element: App may reach Addr on Proto/Port
-// (Port 0: any port and protocol) for Timeout (0: permanently). It mirrors
-// firewall.Element, which it becomes an alias of once that package exists.
-type Element struct {
-	App     string
-	Addr    netip.Addr
-	Proto   policy.Proto
-	Port    uint16
-	Timeout time.Duration
-}
+// (Port 0: any port and protocol) for Timeout.
+type Element = firewall.Element
 
 // Clock tells the time; tests give a fake one or run in a synctest bubble.
 type Clock interface {
