@@ -124,11 +124,13 @@ func record(id uint64, app string, count uint64) audit.Record {
 func newTestServer(t *testing.T, b *fakeBackend, trust Trust) (*Server, *Client) {
 	t.Helper()
 	s := New(Options{
-		Backend:    b,
-		Metrics:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pinhole_up 1\n") }),
-		Interfaces: func() ([]Interface, error) { return []Interface{{InterfaceName: "eth0", InterfaceUp: true, IPAddresses: []string{"10.0.0.2"}}}, nil },
-		Now:        func() time.Time { return t0 },
-		MaxBody:    1024,
+		Backend: b,
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pinhole_up 1\n") }),
+		Interfaces: func() ([]Interface, error) {
+			return []Interface{{InterfaceName: "eth0", InterfaceUp: true, IPAddresses: []string{"10.0.0.2"}}}, nil
+		},
+		Now:     func() time.Time { return t0 },
+		MaxBody: 1024,
 	})
 	path := filepath.Join(t.TempDir(), "api.sock")
 	l, err := ListenUnix(path, nil)
