@@ -143,12 +143,13 @@ func (f *Firewall) Apply(p *policy.Policy, learned []Element) error {
 	if err != nil {
 		return fmt.Errorf("apply ruleset: build: %w", err)
 	}
+	built := time.Since(start)
 	if err := f.c.commit(t); err != nil {
 		return fmt.Errorf("apply ruleset: %w", err)
 	}
 	f.m, f.sets = m, sets
 	f.log.Debug("firewall applied", "messages", t.len(), "bytes", t.bytes, "apps", len(p.Apps),
-		"elements", len(m.literals)+len(keep), "took", time.Since(start))
+		"elements", len(m.literals)+len(keep), "build", built, "took", time.Since(start))
 	return nil
 }
 

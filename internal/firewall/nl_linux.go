@@ -32,7 +32,8 @@ type txn struct {
 func newTxn() *txn {
 	t := &txn{}
 	// Encoding cannot fail to "dial": WithTestDial never touches a socket.
-	t.enc, _ = nftables.New(nftables.WithTestDial(t.capture))
+	// Lasting, so that each Flush does not build a new fake connection.
+	t.enc, _ = nftables.New(nftables.AsLasting(), nftables.WithTestDial(t.capture))
 	return t
 }
 
