@@ -1,9 +1,3 @@
-// Package firewall turns a compiled policy into pinhole's nftables table
-// (inet pinhole): default-deny input, output and forward, one chain and four
-// address sets per app, dispatch by cgroup v2 id, UID or socket mark, DNS
-// redirection to the per-app stubs, and NFLOG records for denials. It talks
-// netlink directly (google/nftables as the message encoder) and never runs
-// the nft binary.
 package firewall
 
 import (

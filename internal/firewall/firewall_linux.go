@@ -178,17 +178,28 @@ func (f *Firewall) update(op string, elems []Element, allow bool) error {
 		return fmt.Errorf("%s: %w", op, ErrNoPolicy)
 	}
 	todo := make([]Element, 0, len(elems))
+	// A key twice in one batch would be deleted twice (ENOENT): keep one,
+	// with the longest timeout.
+	idx := make(map[elemKey]int, len(elems))
 	for _, e := range elems {
 		e, err := f.m.checkElement(e)
 		if err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		if f.m.permanent[e.key()] {
+		k := e.key()
+		if f.m.permanent[k] {
 			continue
 		}
 		if !allow {
 			e.Timeout = 0
 		}
+		if i, ok := idx[k]; ok {
+			if e.Timeout == 0 || (todo[i].Timeout != 0 && e.Timeout > todo[i].Timeout) {
+				todo[i].Timeout = e.Timeout
+			}
+			continue
+		}
+		idx[k] = len(todo)
 		todo = append(todo, e)
 	}
 	return f.flushUpdate(op, todo, allow)

@@ -35,7 +35,8 @@ func TestLiteralAddressOnlyForItsApp(t *testing.T) {
 			webX4 := b.HTTP(t, netip.AddrPortFrom(x4, 80))
 			webY4 := b.HTTP(t, netip.AddrPortFrom(y4, 80))
 			webX6 := b.HTTP(t, netip.AddrPortFrom(x6, 80))
-			a := appPolicy{name: "first", app: netnstest.NewApp(t, "first"), byUID: byUID, allow: []netip.Addr{x4, x6}}
+			bcast := netip.MustParseAddr("255.255.255.255")
+			a := appPolicy{name: "first", app: netnstest.NewApp(t, "first"), byUID: byUID, allow: []netip.Addr{x4, x6, bcast}}
 			c := appPolicy{name: "second", app: netnstest.NewApp(t, "second"), byUID: byUID, allow: []netip.Addr{y4}}
 			if err := f.Apply(makePolicy([]appPolicy{a, c}), nil); err != nil {
 				t.Fatal(err)
@@ -48,6 +49,13 @@ func TestLiteralAddressOnlyForItsApp(t *testing.T) {
 			wantCurl(t, "second -> first's IPv6", run(t, c.cmd(ctx, "curl", curlArgs(webX6.Addr)...), ""), curlConnect)
 			wantCurl(t, "second -> its literal", run(t, c.cmd(ctx, "curl", curlArgs(webY4.Addr)...), ""), curlOK)
 			wantCurl(t, "unmanaged -> first's address", run(t, exec.Command("curl", curlArgs(webX4.Addr)...), ""), curlConnect)
+			bc := []string{"-u", "-", "UDP-DATAGRAM:255.255.255.255:1824,broadcast"}
+			if r := run(t, a.cmd(ctx, "socat", bc...), "bcast\n"); r.code != 0 {
+				t.Errorf("first -> broadcast (a literal of its manifest): %v", r)
+			}
+			if r := run(t, c.cmd(ctx, "socat", bc...), "bcast\n"); r.code == 0 || !strings.Contains(r.out, "not permitted") {
+				t.Errorf("second -> broadcast: %v, want EPERM", r)
+			}
 			if n := len(webX4.Events()); n != 1 {
 				t.Errorf("server at first's address saw %d requests, want 1", n)
 			}
@@ -526,7 +534,7 @@ func TestElementTimeout(t *testing.T) {
 	ctx := context.Background()
 	wantCurl(t, "before Allow", run(t, a.cmd(ctx, "curl", curlArgs(web.Addr)...), ""), curlConnect)
 	e := Element{App: "dyn", Addr: b.PublicV4, Timeout: 3 * time.Second}
-	if err := f.Allow([]Element{e}); err != nil {
+	if err := f.Allow([]Element{e, e}); err != nil {
 		t.Fatal(err)
 	}
 	wantCurl(t, "after Allow", run(t, a.cmd(ctx, "curl", curlArgs(web.Addr)...), ""), curlOK)
@@ -559,6 +567,10 @@ func TestElementTimeout(t *testing.T) {
 	}
 	if err := f.Revoke([]Element{lit}); err != nil {
 		t.Fatal(err)
+	}
+	gone := Element{App: "dyn", Addr: b.PublicV6}
+	if err := f.Revoke([]Element{gone, gone}); err != nil {
+		t.Errorf("Revoke of an absent element, twice: %v", err)
 	}
 	els, err := f.Elements("dyn")
 	if err != nil {
