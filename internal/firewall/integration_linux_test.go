@@ -687,3 +687,34 @@ func TestRulesets(t *testing.T) {
 	out, _ := exec.Command("nft", "list", "ruleset").CombinedOutput()
 	t.Logf("nft list ruleset:\n%s", out)
 }
+
+// TestUIDServerSynCookies pins a documented limit: with SYN cookies the
+// SYN-ACK has no socket, so the owner check cannot pass and a UID app's
+// listener refuses connections (fail closed). Cgroup apps are unaffected.
+func TestUIDServerSynCookies(t *testing.T) {
+	b := netnstest.New(t)
+	f := newFirewall(t)
+	const knob = "/proc/sys/net/ipv4/tcp_syncookies"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(knob, []byte("2"), 0); err != nil { // cookies for every SYN
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(knob, old, 0) })
+	u := appPolicy{name: "byuid", app: netnstest.NewApp(t, "byuid"), byUID: true, tcpSrv: []uint16{8080}}
+	c := appPolicy{name: "bycg", app: netnstest.NewApp(t, "bycg"), tcpSrv: []uint16{8081}}
+	if err := f.Apply(makePolicy([]appPolicy{u, c}), nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	su := u.app.StartRole(t, u.ident(), "tcp-echo", netip.AddrPortFrom(b.DeviceV4, 8080).String())
+	if r := run(t, b.Command(ctx, "socat", tcpEchoArgs(su.Addr)...), "hi\n"); r.code == 0 {
+		t.Errorf("uid app listener with SYN cookies: connected (%v); the doc says it fails closed", r)
+	}
+	sc := c.app.StartRole(t, c.ident(), "tcp-echo", netip.AddrPortFrom(b.DeviceV4, 8081).String())
+	if r := run(t, b.Command(ctx, "socat", tcpEchoArgs(sc.Addr)...), "hi\n"); r.code != 0 || r.out != "hi" {
+		t.Errorf("cgroup app listener with SYN cookies: %v", r)
+	}
+}
