@@ -1,0 +1,7 @@
+//go:build !linux
+
+package daemon
+
+import "errors"
+
+func newNotifier() (notifier, error) { return nil, errors.ErrUnsupported }
