@@ -174,6 +174,9 @@ func reply(req, up *dns.Msg) *dns.Msg {
 	r.SetReply(req)
 	r.Compress = true
 	r.Rcode = up.Rcode
+	if r.Rcode == dns.RcodeRefused {
+		r.Rcode = dns.RcodeServerFailure // REFUSED would end musl's search list
+	}
 	r.Authoritative = up.Authoritative
 	r.RecursionAvailable = true
 	r.Answer, r.Ns = up.Answer, up.Ns

@@ -85,6 +85,7 @@ func (h *histogram) stats() HoldStats {
 		counts[i] = h.counts[i].Load()
 		total += counts[i]
 	}
+	maxD := time.Duration(h.maxNs.Load())
 	q := func(p float64) time.Duration {
 		if total == 0 {
 			return 0
@@ -93,16 +94,13 @@ func (h *histogram) stats() HoldStats {
 		var c uint64
 		for i, n := range counts {
 			c += n
-			if c >= want {
-				if i < len(holdBuckets) {
-					return holdBuckets[i]
-				}
-				return time.Duration(h.maxNs.Load())
+			if c >= want && i < len(holdBuckets) {
+				return min(holdBuckets[i], maxD)
 			}
 		}
-		return time.Duration(h.maxNs.Load())
+		return maxD
 	}
-	return HoldStats{Count: total, P50: q(0.5), P99: q(0.99), Max: time.Duration(h.maxNs.Load()), Sum: time.Duration(h.sumNs.Load())}
+	return HoldStats{Count: total, P50: q(0.5), P99: q(0.99), Max: maxD, Sum: time.Duration(h.sumNs.Load())}
 }
 
 // collector exports the proxy's counters to Prometheus at scrape time.
