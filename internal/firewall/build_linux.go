@@ -14,20 +14,24 @@ import (
 	"github.com/pinhole-net/pinhole/internal/policy"
 )
 
-// Global sets and maps.
+// Global sets and maps. Dispatch to the app chains and DNS redirection use
+// rules and plain sets, not maps: deleting the old table deactivates a map's
+// elements for the next generation, and a packet that is inside the old
+// rules when the transaction commits would then miss its app (seen as
+// allowed traffic denied while re-applying). The two deny maps below only
+// choose which app a denial is logged under.
 const (
 	setDNSStubs   = "dns_stubs"     // inet_service: the stubs' loopback ports
-	mapDNSUID     = "dns_uid"       // uid : stub port
-	mapOutUID     = "out_uid"       // uid : goto out_<app>
 	setSrvUID     = "srv_uid"       // proto . port of UID apps (input accept)
 	setSrvUIDOwn  = "srv_uid_owner" // proto . port . uid (output owner check)
 	mapSrvUIDDeny = "srv_uid_deny"  // proto . port : goto in_<app>
 	mapSrvCgDeny  = "srv_cg_deny"   // proto . port : goto in_<app>
+	chainDNS      = "dns_redirect"  // nat: per-app redirects of port 53
+	prefixCg      = "cg_"           // cg_<app>: the app's cgroup id (one element)
 )
 
-func mapDNSCg(level int) string { return fmt.Sprintf("dns_cg_%d", level) } // cgroup id : stub port
-func mapOutCg(level int) string { return fmt.Sprintf("out_cg_%d", level) } // cgroup id : goto out_<app>
 func setSrvCg(level int) string { return fmt.Sprintf("srv_cg_%d", level) } // proto . port . cgroup id
+func cgSet(app string) string   { return prefixCg + app }
 
 // maxElemBytes is the budget of one element list: google/nftables v0.3.0
 // silently drops elements once the list passes 64 KiB.
@@ -64,7 +68,7 @@ func buildTable(t *txn, m *model, learned []Element, nextID *uint32) (map[string
 	if err != nil {
 		return nil, err
 	}
-	steps := []func() error{b.chains, b.globalSets, b.appSets, b.dispatchElements, b.serverElements}
+	steps := []func() error{b.chains, b.globalSets, b.appSets, b.serverElements}
 	for _, f := range steps {
 		if err := f(); err != nil {
 			return nil, err
@@ -91,6 +95,7 @@ func (b *builder) chains() error {
 		hook(chainOutput, nftables.ChainHookOutput, nftables.ChainTypeFilter, nftables.ChainPriorityFilter, nftables.ChainPolicyDrop),
 		hook(chainNATOutput, nftables.ChainHookOutput, nftables.ChainTypeNAT, nftables.ChainPriorityNATDest, nftables.ChainPolicyAccept),
 	}
+	chains = append(chains, &nftables.Chain{Name: chainDNS, Table: table})
 	if b.m.uidSrv {
 		chains = append(chains, &nftables.Chain{Name: chainUIDServer, Table: table})
 	}
@@ -129,20 +134,11 @@ func (b *builder) anon(keyType nftables.SetDatatype, keys ...[]byte) (*nftables.
 	return s, b.t.do("add anonymous set", func(c *nftables.Conn) error { return c.AddSet(s, elems) })
 }
 
-func verdictMap(name string, key nftables.SetDatatype, order binaryutil.ByteOrder) *nftables.Set {
-	return &nftables.Set{Name: name, IsMap: true, KeyType: key, DataType: nftables.TypeVerdict, KeyByteOrder: order}
-}
-
 func (b *builder) globalSets() error {
 	m := b.m
 	var sets []*nftables.Set
 	if len(m.stubPorts) > 0 {
 		sets = append(sets, &nftables.Set{Name: setDNSStubs, KeyType: nftables.TypeInetService})
-	}
-	if m.uidApps {
-		sets = append(sets,
-			&nftables.Set{Name: mapDNSUID, IsMap: true, KeyType: nftables.TypeUID, DataType: nftables.TypeInetService, KeyByteOrder: binaryutil.NativeEndian},
-			verdictMap(mapOutUID, nftables.TypeUID, binaryutil.NativeEndian))
 	}
 	if m.uidSrv {
 		sets = append(sets,
@@ -152,11 +148,6 @@ func (b *builder) globalSets() error {
 	}
 	if m.cgSrv {
 		sets = append(sets, &nftables.Set{Name: mapSrvCgDeny, IsMap: true, KeyType: typeProtoPort, DataType: nftables.TypeVerdict, Concatenation: true})
-	}
-	for _, l := range m.levels {
-		sets = append(sets,
-			&nftables.Set{Name: mapDNSCg(l), IsMap: true, KeyType: nftables.TypeCGroupV2, DataType: nftables.TypeInetService, KeyByteOrder: binaryutil.NativeEndian},
-			verdictMap(mapOutCg(l), nftables.TypeCGroupV2, binaryutil.NativeEndian))
 	}
 	for _, l := range m.srvLevels {
 		sets = append(sets, &nftables.Set{Name: setSrvCg(l), KeyType: typeProtoPortCg, Concatenation: true})
@@ -176,11 +167,24 @@ func (b *builder) globalSets() error {
 	return nil
 }
 
-// appSets declares the four address sets of every identity.
+// appSets declares the four address sets of every identity, and for apps
+// identified by cgroup the set holding the cgroup's id.
 func (b *builder) appSets() error {
 	for _, id := range b.m.idents {
 		for _, k := range setKinds {
 			if err := b.addSet(newAppSet(id.name, k)); err != nil {
+				return err
+			}
+		}
+		if id.kind != policy.ByCgroup {
+			continue
+		}
+		s := &nftables.Set{Name: cgSet(id.name), KeyType: nftables.TypeCGroupV2, KeyByteOrder: binaryutil.NativeEndian}
+		if err := b.addSet(s); err != nil {
+			return err
+		}
+		if id.cgID != 0 {
+			if err := b.addElems(s, []nftables.SetElement{{Key: ne64(id.cgID)}}, "cgroup id"); err != nil {
 				return err
 			}
 		}
@@ -203,58 +207,8 @@ func newAppSet(app string, k setKind) *nftables.Set {
 	return s
 }
 
-// dispatchElements fills the identity maps: uid or cgroup id -> app chain
-// and -> DNS stub port.
-func (b *builder) dispatchElements() error {
-	var outUID, dnsUID []nftables.SetElement
-	outCg := map[int][]nftables.SetElement{}
-	dnsCg := map[int][]nftables.SetElement{}
-	for _, id := range b.m.idents {
-		switch id.kind {
-		case policy.ByUID:
-			k := ne32(id.app.Identity.UID)
-			outUID = append(outUID, gotoElem(k, outChain(id.name)))
-			if id.app.DNSPort != 0 {
-				dnsUID = append(dnsUID, nftables.SetElement{Key: k, Val: be16(id.app.DNSPort)})
-			}
-		case policy.ByCgroup:
-			if id.cgID == 0 {
-				continue
-			}
-			outCg[id.level] = append(outCg[id.level], cgOutElem(id))
-			if e, ok := cgDNSElem(id); ok {
-				dnsCg[id.level] = append(dnsCg[id.level], e)
-			}
-		}
-	}
-	if err := b.addElems(b.sets[mapOutUID], outUID, "uid dispatch"); err != nil {
-		return err
-	}
-	if err := b.addElems(b.sets[mapDNSUID], dnsUID, "uid dns stubs"); err != nil {
-		return err
-	}
-	for _, l := range b.m.levels {
-		if err := b.addElems(b.sets[mapOutCg(l)], outCg[l], "cgroup dispatch"); err != nil {
-			return err
-		}
-		if err := b.addElems(b.sets[mapDNSCg(l)], dnsCg[l], "cgroup dns stubs"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func gotoElem(key []byte, chain string) nftables.SetElement {
 	return nftables.SetElement{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}}
-}
-
-func cgOutElem(id *ident) nftables.SetElement { return gotoElem(ne64(id.cgID), outChain(id.name)) }
-
-func cgDNSElem(id *ident) (nftables.SetElement, bool) {
-	if id.app.DNSPort == 0 {
-		return nftables.SetElement{}, false
-	}
-	return nftables.SetElement{Key: ne64(id.cgID), Val: be16(id.app.DNSPort)}, true
 }
 
 func cgSrvElems(id *ident) []nftables.SetElement {
@@ -543,13 +497,9 @@ func (b *builder) outputRules() error {
 		specs = append(specs, ruleSpec{"system: pinholed's own sockets (mark)", matchMark(m.p.SystemMark),
 			acts(jumpTo(expr.VerdictGoto, outChain(policy.SystemName)))})
 	}
-	for _, l := range m.levels {
-		specs = append(specs, ruleSpec{fmt.Sprintf("apps by cgroup (level %d)", l),
-			[]expr.Any{socketCgroup(l, 1)}, acts(vmap(1, b.sets[mapOutCg(l)]))})
-	}
-	if m.uidApps {
-		specs = append(specs, ruleSpec{"apps by uid", []expr.Any{&expr.Meta{Key: expr.MetaKeySKUID, Register: 1}},
-			acts(vmap(1, b.sets[mapOutUID]))})
+	for _, id := range m.dispatchOrder() {
+		specs = append(specs, ruleSpec{"app " + id.name + ": " + id.app.Identity.String(), b.matchIdent(id),
+			acts(jumpTo(expr.VerdictGoto, outChain(id.name)))})
 	}
 	specs = append(specs, ruleSpec{"no app: unmanaged", nil, acts(jumpTo(expr.VerdictGoto, outChain(policy.UnmanagedName)))})
 	return b.rules(chainOutput, specs)
@@ -617,29 +567,32 @@ func (b *builder) natRules() error {
 	if m.p.System != nil {
 		specs = append(specs, ruleSpec{"system: never redirected", matchMark(m.p.SystemMark), accept})
 	}
-	dns := func() ([]expr.Any, error) {
-		tu, err := b.matchTCPUDP()
-		return append(tu, matchTHPort(thDport, 53)...), err
+	tu, err := b.matchTCPUDP()
+	if err != nil {
+		return err
 	}
-	for _, l := range m.levels {
-		d, err := dns()
-		if err != nil {
-			return err
+	specs = append(specs, ruleSpec{"dns: to the app's stub", append(tu, matchTHPort(thDport, 53)...),
+		acts(jumpTo(expr.VerdictJump, chainDNS))})
+	if err := b.rules(chainNATOutput, specs); err != nil {
+		return err
+	}
+	specs = specs[:0]
+	for _, id := range m.dispatchOrder() {
+		if id.app.DNSPort == 0 {
+			continue
 		}
-		specs = append(specs, ruleSpec{fmt.Sprintf("dns of apps by cgroup (level %d) to their stubs", l),
-			append(d, socketCgroup(l, 1), &expr.Lookup{SourceRegister: 1, SetName: mapDNSCg(l), SetID: b.sets[mapDNSCg(l)].ID, IsDestRegSet: true, DestRegister: 1}),
-			acts(redirectToMapped())})
+		specs = append(specs, ruleSpec{fmt.Sprintf("app %s: to its stub", id.name), b.matchIdent(id),
+			acts(&expr.Immediate{Register: 1, Data: be16(id.app.DNSPort)}, redirectToMapped())})
 	}
-	if m.uidApps {
-		d, err := dns()
-		if err != nil {
-			return err
-		}
-		specs = append(specs, ruleSpec{"dns of apps by uid to their stubs",
-			append(d, &expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, &expr.Lookup{SourceRegister: 1, SetName: mapDNSUID, SetID: b.sets[mapDNSUID].ID, IsDestRegSet: true, DestRegister: 1}),
-			acts(redirectToMapped())})
+	return b.rules(chainDNS, specs)
+}
+
+// matchIdent matches the sockets of an app.
+func (b *builder) matchIdent(id *ident) []expr.Any {
+	if id.kind == policy.ByUID {
+		return matchSKUID(id.app.Identity.UID)
 	}
-	return b.rules(chainNATOutput, specs)
+	return []expr.Any{socketCgroup(id.level, 1), lookup(1, b.sets[cgSet(id.name)])}
 }
 
 // identityRules fill out_<app>, in_<app> and the unmanaged chains.

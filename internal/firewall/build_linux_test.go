@@ -39,7 +39,7 @@ func TestElemBytesMatchesEncoding(t *testing.T) {
 	t.Parallel()
 	v4 := newAppSet("a", setV4)
 	v6p := newAppSet("a", setV6Port)
-	vm := verdictMap("m", nftables.TypeCGroupV2, nil)
+	vm := &nftables.Set{Name: "m", IsMap: true, KeyType: nftables.TypeCGroupV2, DataType: nftables.TypeVerdict}
 	dm := &nftables.Set{Name: "d", IsMap: true, KeyType: nftables.TypeUID, DataType: nftables.TypeInetService}
 	tests := []struct {
 		name string
@@ -220,32 +220,29 @@ func TestBuildDispatchOrder(t *testing.T) {
 	}))
 	var got []string
 	for _, r := range rules["output"] {
-		if r.Action == "vmap" || r.Action == "goto" {
+		if r.Action == "goto" {
 			got = append(got, r.Match)
 		}
 	}
 	want := []string{
 		"meta mark 0x70680000 goto out_system",
-		"socket cgroupv2 level 3 vmap @out_cg_3",
-		"socket cgroupv2 level 2 vmap @out_cg_2",
-		"meta skuid vmap @out_uid",
+		"socket cgroupv2 level 3 @cg_deep goto out_deep",
+		"socket cgroupv2 level 2 @cg_clock goto out_clock",
+		"meta skuid 1001 goto out_weather",
 		"goto out_unmanaged",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("output dispatch (-want +got):\n%s", diff)
 	}
-	var nat []string
-	for _, r := range rules["nat_output"] {
-		nat = append(nat, r.Match)
-	}
 	wantNAT := []string{
 		"meta mark 0x70680000 accept",
-		"meta l4proto @__set%d th dport 53 redirect to :socket cgroupv2 level 3 map @dns_cg_3",
-		"meta l4proto @__set%d th dport 53 redirect to :socket cgroupv2 level 2 map @dns_cg_2",
-		"meta l4proto @__set%d th dport 53 redirect to :meta skuid map @dns_uid",
+		"meta l4proto @__set%d th dport 53 jump dns_redirect",
+		"socket cgroupv2 level 3 @cg_deep redirect to :5302",
+		"socket cgroupv2 level 2 @cg_clock redirect to :5301",
+		"meta skuid 1001 redirect to :5300",
 	}
-	if diff := cmp.Diff(wantNAT, nat); diff != "" {
-		t.Errorf("nat_output (-want +got):\n%s", diff)
+	if diff := cmp.Diff(wantNAT, append(matches(rules["nat_output"]), matches(rules["dns_redirect"])...)); diff != "" {
+		t.Errorf("nat (-want +got):\n%s", diff)
 	}
 }
 

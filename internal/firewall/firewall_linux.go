@@ -283,46 +283,31 @@ func (f *Firewall) SetCgroupID(app string, id uint64) error {
 		return nil
 	}
 	t := newTxn()
-	l := ident.level
-	old := *ident
-	if old.cgID != 0 {
-		if err := removeElems(t, f.sets[mapOutCg(l)], []nftables.SetElement{cgOutElem(&old)}, "remove old cgroup dispatch"); err != nil {
-			return err
-		}
-		if e, ok := cgDNSElem(&old); ok {
-			if err := removeElems(t, f.sets[mapDNSCg(l)], []nftables.SetElement{e}, "remove old cgroup dns stub"); err != nil {
-				return err
-			}
-		}
-		if s := f.sets[setSrvCg(l)]; s != nil && hasServerPorts(old.app) {
-			if err := removeElems(t, s, cgSrvElems(&old), "remove old cgroup server ports"); err != nil {
-				return err
-			}
-		}
-	}
-	nu := old
+	cg := f.sets[cgSet(app)]
+	srv := f.sets[setSrvCg(ident.level)]
+	old, nu := *ident, *ident
 	nu.cgID = id
-	adds := []struct {
-		set   string
-		elems []nftables.SetElement
-	}{{mapOutCg(l), []nftables.SetElement{cgOutElem(&nu)}}}
-	if e, ok := cgDNSElem(&nu); ok {
-		adds = append(adds, struct {
-			set   string
-			elems []nftables.SetElement
-		}{mapDNSCg(l), []nftables.SetElement{e}})
-	}
-	if hasServerPorts(nu.app) {
-		adds = append(adds, struct {
-			set   string
-			elems []nftables.SetElement
-		}{setSrvCg(l), cgSrvElems(&nu)})
-	}
-	for _, a := range adds {
-		s := f.sets[a.set]
-		if err := t.do("add cgroup elements to "+a.set, func(c *nftables.Conn) error { return c.SetAddElements(s, a.elems) }); err != nil {
+	if old.cgID != 0 {
+		if err := removeElems(t, cg, []nftables.SetElement{{Key: ne64(old.cgID)}}, "remove old cgroup id"); err != nil {
 			return err
 		}
+		if srv != nil && hasServerPorts(old.app) {
+			if err := removeElems(t, srv, cgSrvElems(&old), "remove old cgroup server ports"); err != nil {
+				return err
+			}
+		}
+	}
+	err := t.do("add cgroup id to "+cg.Name, func(c *nftables.Conn) error {
+		if err := c.SetAddElements(cg, []nftables.SetElement{{Key: ne64(id)}}); err != nil {
+			return err
+		}
+		if srv != nil && hasServerPorts(nu.app) {
+			return c.SetAddElements(srv, cgSrvElems(&nu))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := f.c.commit(t); err != nil {
 		return fmt.Errorf("set cgroup id of %q: %w", app, err)

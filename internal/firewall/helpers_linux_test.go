@@ -401,6 +401,7 @@ func roleUDPProbe(ctx context.Context, args []string, r *netnstest.Reporter) err
 		dst[i] = net.UDPAddrFromAddrPort(ap)
 	}
 	var ok, fail [2]int
+	errs := map[string]int{}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	r.Ready("probing")
@@ -412,6 +413,9 @@ func roleUDPProbe(ctx context.Context, args []string, r *netnstest.Reporter) err
 			}
 			if _, err := c.Write([]byte("probe")); err != nil {
 				fail[i]++
+				if i == 1 {
+					errs[err.Error()]++
+				}
 			} else {
 				ok[i]++
 			}
@@ -422,6 +426,6 @@ func roleUDPProbe(ctx context.Context, args []string, r *netnstest.Reporter) err
 		case <-ctx.Done():
 		}
 	}
-	r.Event(netnstest.Event{Kind: "probe", Detail: fmt.Sprintf("%d %d %d %d", ok[0], fail[0], ok[1], fail[1])})
+	r.Event(netnstest.Event{Kind: "probe", Detail: fmt.Sprintf("%d %d %d %d %v", ok[0], fail[0], ok[1], fail[1], errs)})
 	return nil
 }

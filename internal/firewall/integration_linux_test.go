@@ -416,6 +416,10 @@ func TestFailClosed(t *testing.T) {
 // sends continuously: what neither policy allows never gets out, what both
 // allow (a learned element re-added by each Apply) always does.
 func TestReapplyNoGap(t *testing.T) {
+	probeFor := time.Second
+	if d, err := time.ParseDuration(os.Getenv("PINHOLE_REAPPLY_FOR")); err == nil {
+		probeFor = d
+	}
 	b := netnstest.New(t)
 	f := newFirewall(t)
 	never, always := b.AddPublic(t, false), b.AddPublic(t, false)
@@ -428,12 +432,16 @@ func TestReapplyNoGap(t *testing.T) {
 	if err := f.Apply(policies[0], learned); err != nil {
 		t.Fatal(err)
 	}
+	logs := startNFLOG(t, 100)
 	probe := app.StartRole(t, netnstest.Ident{UID: true}, "udp-probe",
 		netip.AddrPortFrom(never, 9).String(), netip.AddrPortFrom(always, 9).String())
+	// At least 100 applies, and for at least a second so that the probe
+	// sends enough to tell.
 	start := time.Now()
-	for i := range 100 {
-		if err := f.Apply(policies[(i+1)%2], learned); err != nil {
-			t.Fatalf("apply %d: %v", i, err)
+	applies := 0
+	for ; applies < 100 || time.Since(start) < probeFor; applies++ {
+		if err := f.Apply(policies[(applies+1)%2], learned); err != nil {
+			t.Fatalf("apply %d: %v", applies, err)
 		}
 	}
 	took := time.Since(start)
@@ -444,13 +452,21 @@ func TestReapplyNoGap(t *testing.T) {
 	}
 	var neverOK, neverFail, alwaysOK, alwaysFail int
 	fmt.Sscan(ev[0].Detail, &neverOK, &neverFail, &alwaysOK, &alwaysFail)
-	t.Logf("100 applies in %v; probe: never allowed %d out / %d denied, always allowed %d out / %d denied",
-		took, neverOK, neverFail, alwaysOK, alwaysFail)
+	t.Logf("probe: %s", ev[0].Detail)
+	t.Logf("%d applies in %v; probe: never allowed %d out / %d denied, always allowed %d out / %d denied",
+		applies, took, neverOK, neverFail, alwaysOK, alwaysFail)
 	if neverOK != 0 {
 		t.Errorf("%d datagrams to an address neither policy allows got out", neverOK)
 	}
 	if alwaysFail != 0 {
 		t.Errorf("%d datagrams to an address both policies allow were denied", alwaysFail)
+		logs.mu.Lock()
+		for _, r := range logs.recs {
+			if len(r.Payload) >= 20 && netip.AddrFrom4([4]byte(r.Payload[16:20])) == always {
+				t.Logf("NFLOG %q for the always-allowed address", r.Prefix)
+			}
+		}
+		logs.mu.Unlock()
 	}
 	if neverFail < 100 || alwaysOK < 100 {
 		t.Errorf("probe sent too little to tell: %s", ev[0].Detail)
@@ -622,9 +638,10 @@ func TestSetCgroupID(t *testing.T) {
 	if err := f.SetCgroupID("late", a.app.CgroupID+1000); err != nil {
 		t.Fatal(err)
 	}
-	out, _ := exec.Command("nft", "list", "map", "inet", TableName, "out_cg_"+strconv.Itoa(a.app.Level)).CombinedOutput()
-	if strings.Contains(string(out), strconv.FormatUint(a.app.CgroupID, 10)+" :") {
-		t.Errorf("old cgroup id still dispatched:\n%s", out)
+	out, _ := exec.Command("nft", "list", "set", "inet", TableName, "cg_late").CombinedOutput()
+	if strings.Contains(string(out), strconv.FormatUint(a.app.CgroupID, 10)) ||
+		!strings.Contains(string(out), strconv.FormatUint(a.app.CgroupID+1000, 10)) {
+		t.Errorf("cgroup id set after a second SetCgroupID:\n%s", out)
 	}
 	if err := f.SetCgroupID("nosuch", 1); err == nil {
 		t.Error("SetCgroupID of an unknown app: no error")

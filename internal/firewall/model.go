@@ -224,6 +224,26 @@ func sortedDesc(set map[int]bool) []int {
 	return out
 }
 
+// dispatchOrder is the order identities are matched in: apps by cgroup
+// first, deepest cgroup first, then apps by UID, each in config order. The
+// system (by mark) is matched before all of them.
+func (m *model) dispatchOrder() []*ident {
+	var out []*ident
+	for _, l := range m.levels {
+		for _, id := range m.idents {
+			if id.kind == policy.ByCgroup && id.level == l {
+				out = append(out, id)
+			}
+		}
+	}
+	for _, id := range m.idents {
+		if id.kind == policy.ByUID {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // serverPorts lists an app's server ports as (protocol, port) pairs.
 func serverPorts(a *policy.App) []policy.PortSpec {
 	var out []policy.PortSpec

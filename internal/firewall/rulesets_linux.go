@@ -227,6 +227,8 @@ func owner(chain string) string {
 		return chainInput
 	case strings.HasPrefix(chain, prefixOut), chain == chainUIDServer:
 		return chainOutput
+	case chain == chainDNS:
+		return chainNATOutput
 	}
 	return ""
 }
@@ -367,6 +369,12 @@ func (d *ruleDecoder) expr(e expr.Any) {
 		d.cmp(e)
 	case *expr.Lookup:
 		d.lookup(e)
+	case *expr.Immediate:
+		if len(e.Data) == 2 {
+			d.push(strconv.Itoa(int(binary.BigEndian.Uint16(e.Data))))
+		} else {
+			d.push(fmt.Sprintf("0x%x", e.Data))
+		}
 	case *expr.Counter:
 		d.r.Packets, d.r.Bytes = e.Packets, e.Bytes
 	case *expr.Limit:
