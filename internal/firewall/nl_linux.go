@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/google/nftables"
@@ -22,43 +23,67 @@ import (
 // txn is one nftables transaction being built: netlink messages, each with a
 // description for error messages.
 type txn struct {
-	enc     *nftables.Conn
-	pending []netlink.Message
-	msgs    []netlink.Message
-	descs   []string
-	bytes   int
+	enc   *encoder // taken on first use, returned by commit
+	msgs  []netlink.Message
+	descs []string
+	bytes int
 }
 
-func newTxn() *txn {
-	t := &txn{}
+func newTxn() *txn { return &txn{} }
+
+// encoder turns google/nftables calls into netlink messages without a
+// socket. Encoders are pooled: making one costs more than encoding a small
+// transaction (mdlayher/netlink seeds a math/rand source for every
+// connection, even a fake one), which is most of a one-element Allow.
+type encoder struct {
+	c       *nftables.Conn
+	pending []netlink.Message
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
 	// Encoding cannot fail to "dial": WithTestDial never touches a socket.
 	// Lasting, so that each Flush does not build a new fake connection.
-	t.enc, _ = nftables.New(nftables.AsLasting(), nftables.WithTestDial(t.capture))
-	return t
-}
+	e.c, _ = nftables.New(nftables.AsLasting(), nftables.WithTestDial(e.capture))
+	return e
+}}
 
 // capture receives what the encoder would have sent; it answers every read
 // with a success ack so that the encoder's Flush returns.
-func (t *txn) capture(req []netlink.Message) ([]netlink.Message, error) {
+func (e *encoder) capture(req []netlink.Message) ([]netlink.Message, error) {
 	if req == nil {
 		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}}, nil
 	}
-	t.pending = append(t.pending, req...)
+	e.pending = append(e.pending, req...)
 	return nil, nil
+}
+
+// release returns the encoder to the pool; the txn is not encoded into again.
+func (t *txn) release() {
+	if t.enc != nil {
+		t.enc.pending = t.enc.pending[:0]
+		encoders.Put(t.enc)
+		t.enc = nil
+	}
 }
 
 // do runs encoder calls and appends the messages they produced, described
 // by desc.
 func (t *txn) do(desc string, f func(c *nftables.Conn) error) error {
-	if err := f(t.enc); err != nil {
+	if t.enc == nil {
+		t.enc = encoders.Get().(*encoder)
+	}
+	if err := f(t.enc.c); err != nil {
+		t.enc = nil // it may hold a sticky error or queued messages: not reused
 		return fmt.Errorf("%s: %w", desc, err)
 	}
-	if err := t.enc.Flush(); err != nil {
+	if err := t.enc.c.Flush(); err != nil {
+		t.enc = nil
 		return fmt.Errorf("%s: encode: %w", desc, err)
 	}
 	// The encoder wraps its messages in batch begin/end; keep the inside.
-	p := t.pending
-	t.pending = t.pending[:0]
+	p := t.enc.pending
+	t.enc.pending = t.enc.pending[:0]
 	if len(p) < 2 {
 		return nil
 	}
@@ -158,6 +183,7 @@ func (c *conn) growSndBuf(n int) error {
 // whole batch inside sendmsg and queues an error for every failed message
 // plus that ack, so after sendmsg returns everything is in the receive queue.
 func (c *conn) commit(t *txn) error {
+	t.release()
 	if t.len() == 0 {
 		return nil
 	}
