@@ -121,10 +121,12 @@ type AppSummary struct {
 	Addresses      int      `json:"addresses"`
 	TCPServerPorts []uint16 `json:"tcpServerPorts,omitempty"`
 	UDPServerPorts []uint16 `json:"udpServerPorts,omitempty"`
-	// LearnedNames and LearnedAddresses count what its DNS answers opened.
-	LearnedNames     int     `json:"learnedNames"`
-	LearnedAddresses int     `json:"learnedAddresses"`
-	Packets          Packets `json:"packets"`
+	// LearnedNames and LearnedAddresses count what its DNS answers opened;
+	// LearnedHosts are those names, sorted.
+	LearnedNames     int      `json:"learnedNames"`
+	LearnedAddresses int      `json:"learnedAddresses"`
+	LearnedHosts     []string `json:"learnedHosts,omitempty"`
+	Packets          Packets  `json:"packets"`
 }
 
 // Apps is GET /apps.

@@ -22,7 +22,7 @@ func newFirewallCmd() *cobra.Command {
 		Short: "Inspect pinhole's firewall (nftables table inet pinhole)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newFirewallShowCmd())
+	cmd.AddCommand(newFirewallShowCmd(), newFirewallRulesCmd())
 	return cmd
 }
 
@@ -32,9 +32,8 @@ func newFirewallShowCmd() *cobra.Command {
 		netnsPath string
 	)
 	cmd := &cobra.Command{
-		Use:     "show [--json] [--netns PATH]",
-		Aliases: []string{"rules"},
-		Short:   "Print the firewall rules per hook with packet and byte counters",
+		Use:   "show [--json] [--netns PATH]",
+		Short: "Print the firewall rules per hook with packet and byte counters",
 		Long: `Print pinhole's firewall rules as the kernel has them, per netfilter hook
 (INPUT, FORWARD, OUTPUT filter, OUTPUT nat), each rule with its packet and
 byte counters and what it is for. The rules of the per-app chains follow the

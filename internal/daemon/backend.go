@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/pinhole-net/pinhole/internal/api"
@@ -140,6 +141,9 @@ func (d *Daemon) summary(a *policy.App, packets map[string][2]uint64, lst map[st
 		LearnedNames:     lst[a.Name].Names,
 		LearnedAddresses: lst[a.Name].Addresses,
 	}
+	for _, e := range d.store.Snapshot(a.Name) {
+		s.LearnedHosts = append(s.LearnedHosts, e.Name)
+	}
 	p := packets[a.Name]
 	s.Packets = api.Packets{Allowed: p[0], Denied: p[1]}
 	return s
@@ -191,4 +195,20 @@ func (d *Daemon) DNSStats() dnsproxy.Stats { return d.dns.Stats() }
 // Reload is POST /config/reload.
 func (d *Daemon) Reload(_ context.Context, req api.ReloadRequest) (api.ReloadResult, error) {
 	return d.reload(req.DryRun)
+}
+
+// auditNamer tells the audit which names an app learned an address for, and
+// which identities learned it at all.
+type auditNamer struct{ d *Daemon }
+
+func (n auditNamer) Names(app string, addr netip.Addr) []string { return n.d.store.Names(app, addr) }
+
+func (n auditNamer) LearnedBy(addr netip.Addr) []string {
+	var out []string
+	for _, a := range n.d.st.Load().pol.Identities() {
+		if len(n.d.store.Names(a.Name, addr)) > 0 {
+			out = append(out, a.Name)
+		}
+	}
+	return out
 }

@@ -249,7 +249,7 @@ func (d *Daemon) startup(ctx context.Context) error {
 		d.log.Error("some dns stubs could not listen; their apps cannot resolve names", "err", err)
 	}
 
-	d.audit = audit.New(audit.Options{Dir: cfg.StateDir, Names: d.store, Logger: d.log})
+	d.audit = audit.New(audit.Options{Dir: cfg.StateDir, Names: auditNamer{d}, Logger: d.log})
 	d.met.reg.MustRegister(newAuditCollector(d.audit))
 	d.startAuditReader(st.pol.NFLOGGroup)
 

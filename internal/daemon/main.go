@@ -54,6 +54,9 @@ run it inside a network namespace instead:
     unshare --net pinholed --config FILE
 `
 
+// isInitialNetns is netns.IsInitial; tests replace it.
+var isInitialNetns = netns.IsInitial
+
 // Main is pinholed's command line: it parses args (without the program
 // name), runs the daemon until SIGTERM or SIGINT and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -90,7 +93,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runUninstall(*cfgPath, stdout, stderr)
 	}
 	if !hostNetns {
-		initial, err := netns.IsInitial()
+		initial, err := isInitialNetns()
 		if err != nil {
 			fmt.Fprintf(stderr, "pinholed: cannot tell which network namespace this is: %v\n", err)
 			return ExitError
