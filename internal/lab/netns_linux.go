@@ -1,0 +1,229 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// networkScript is the lab's network as ip(8) batch lines per namespace.
+// The veth pair is created inside the device namespace with its peer
+// directly in the internet namespace: nothing ever appears in the machine's
+// own namespace.
+func networkScript(p *Plan) (device, internet []string) {
+	internet = []string{
+		"link set lo up",
+		"addr add " + ResolverV4.String() + "/32 dev lo",
+		"addr add " + ResolverV6.String() + "/128 dev lo nodad",
+		"addr add " + LANServer.String() + "/32 dev lo",
+	}
+	for _, h := range p.Zone {
+		internet = append(internet,
+			"addr add "+h.V4.String()+"/32 dev lo",
+			"addr add "+h.V6.String()+"/128 dev lo nodad")
+	}
+	device = []string{
+		"link set lo up",
+		"link add " + deviceIface + " type veth peer name " + routerIface + " netns " + p.InternetNetns,
+		"addr add " + DeviceLANv4.String() + " dev " + deviceIface,
+		"addr add " + DeviceLANv6.String() + " dev " + deviceIface + " nodad",
+		"link set " + deviceIface + " up",
+		"route add default via " + RouterLANv4.Addr().String() + " dev " + deviceIface,
+		"route add ::/0 via " + RouterLANv6.Addr().String() + " dev " + deviceIface,
+	}
+	internet = append(internet,
+		"addr add "+RouterLANv4.String()+" dev "+routerIface,
+		"addr add "+RouterLANv6.String()+" dev "+routerIface+" nodad",
+		"link set "+routerIface+" up",
+	)
+	return device, internet
+}
+
+// createNetwork makes both namespaces and the veth pair between them.
+func createNetwork(p *Plan) error {
+	if err := ipBatch("", []string{"netns add " + p.InternetNetns, "netns add " + p.DeviceNetns}); err != nil {
+		return err
+	}
+	device, internet := networkScript(p)
+	if err := ipBatch(p.DeviceNetns, device); err != nil {
+		return err
+	}
+	if err := ipBatch(p.InternetNetns, internet); err != nil {
+		return err
+	}
+	// New namespaces do not forward; say so anyway, the internet side must
+	// stay a dead end. Apps in the device may ping (ICMP echo sockets).
+	if err := inNetns(NetnsPath(p.InternetNetns), func() error {
+		return writeSysctls(map[string]string{"ipv4/ip_forward": "0", "ipv6/conf/all/forwarding": "0"})
+	}); err != nil {
+		return err
+	}
+	return inNetns(NetnsPath(p.DeviceNetns), func() error {
+		return writeSysctls(map[string]string{"ipv4/ping_group_range": "0 2147483647"})
+	})
+}
+
+func writeSysctls(kv map[string]string) error {
+	for k, v := range kv {
+		if err := os.WriteFile("/proc/sys/net/"+k, []byte(v), 0); err != nil {
+			return fmt.Errorf("sysctl net/%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// ipBatch runs ip -batch with lines, in namespace ns if not "".
+func ipBatch(ns string, lines []string) error {
+	ip, err := FindTool("ip")
+	if err != nil {
+		return err
+	}
+	args := []string{"-b", "-"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	cmd := exec.Command(ip, args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// netnsExists reports whether the named namespace exists.
+func netnsExists(name string) bool {
+	_, err := os.Stat(NetnsPath(name))
+	return err == nil
+}
+
+// deleteNetns removes a named namespace; its veth ends go with it.
+func deleteNetns(name string) error {
+	if !netnsExists(name) {
+		return nil
+	}
+	return ipBatch("", []string{"netns del " + name})
+}
+
+// inNetns runs fn on an OS thread that has joined the namespace at path. If
+// the thread cannot go back, it stays locked and the runtime discards it.
+func inNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("join %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("return from %s: %w", path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("in %s: %w", path, err)
+	}
+	return nil
+}
+
+// DialIn connects from inside the named namespace; the connection keeps
+// that namespace whichever thread uses it later.
+func DialIn(ctx context.Context, netnsName, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNetns(NetnsPath(netnsName), func() error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		conn = c
+		return err
+	})
+	return conn, err
+}
+
+// netnsPids lists the processes in the named namespace.
+func netnsPids(name string) ([]int, error) {
+	var ns unix.Stat_t
+	if err := unix.Stat(NetnsPath(name), &ns); err != nil {
+		return nil, nil
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && st.Dev == ns.Dev && st.Ino == ns.Ino {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// killNetns SIGKILLs every process in the named namespace until none is
+// left or timeout passes.
+func killNetns(name string, timeout time.Duration) error {
+	var pids []int
+	ok := poll(timeout, func() bool {
+		var err error
+		pids, err = netnsPids(name)
+		if err != nil || len(pids) == 0 {
+			return true
+		}
+		for _, pid := range pids {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return false
+	})
+	if !ok {
+		return fmt.Errorf("processes %v in namespace %s survive SIGKILL", pids, name)
+	}
+	return nil
+}
+
+// poll calls cond until it is true or timeout passes: often at first, then
+// every 50ms.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	wait := time.Millisecond
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
