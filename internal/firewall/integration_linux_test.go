@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -11,9 +12,13 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 
 	"github.com/pinhole-net/pinhole/internal/netnstest"
 	"github.com/pinhole-net/pinhole/internal/policy"
@@ -733,5 +738,103 @@ func TestUIDServerSynCookies(t *testing.T) {
 	sc := c.app.StartRole(t, c.ident(), "tcp-echo", netip.AddrPortFrom(b.DeviceV4, 8081).String())
 	if r := run(t, b.Command(ctx, "socat", tcpEchoArgs(sc.Addr)...), "hi\n"); r.code != 0 || r.out != "hi" {
 		t.Errorf("cgroup app listener with SYN cookies: %v", r)
+	}
+}
+
+// TestRejectedTransactionKeepsTable: when the kernel rejects a transaction,
+// the error names the message that failed and nothing of it is applied.
+func TestRejectedTransactionKeepsTable(t *testing.T) {
+	netnstest.RequireDevice(t)
+	f := newFirewall(t)
+	a := appPolicy{name: "app", app: netnstest.NewApp(t, "app"), byUID: true, allow: []netip.Addr{netip.MustParseAddr("198.18.0.10")}}
+	if err := f.Apply(makePolicy([]appPolicy{a}), nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.Rulesets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := newTxn()
+	if err := addAppElements(tx, f.sets, []Element{{App: "app", Addr: netip.MustParseAddr("198.18.0.11")}}); err != nil {
+		t.Fatal(err)
+	}
+	bogus := &nftables.Rule{Table: table, Chain: &nftables.Chain{Name: "no_such_chain", Table: table}, Exprs: []expr.Any{counter()}}
+	if err := tx.do("add rule to no_such_chain", func(c *nftables.Conn) error { c.AddRule(bogus); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err = f.c.commit(tx)
+	if !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "no_such_chain") {
+		t.Fatalf("commit: %v, want ENOENT naming the rule", err)
+	}
+	t.Logf("err: %v", err)
+	els, err := f.Elements("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(els) != 1 {
+		t.Errorf("elements after a rejected transaction: %v, want only the literal", els)
+	}
+	after, err := f.Rulesets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) || len(after[2].Rules) != len(before[2].Rules) {
+		t.Errorf("rulesets changed after a rejected transaction")
+	}
+	// The socket is clean for the next transaction.
+	if err := f.Allow([]Element{{App: "app", Addr: netip.MustParseAddr("198.18.0.12"), Timeout: time.Minute}}); err != nil {
+		t.Fatalf("Allow after a rejected transaction: %v", err)
+	}
+}
+
+// TestConcurrentUse runs Apply, Allow, Revoke, Elements and Rulesets from
+// several goroutines (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	netnstest.RequireDevice(t)
+	f := newFirewall(t)
+	a := appPolicy{name: "app", app: netnstest.NewApp(t, "app"), byUID: true}
+	p := makePolicy([]appPolicy{a})
+	if err := f.Apply(p, nil); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				e := Element{App: "app", Addr: netip.AddrFrom4([4]byte{198, 18, byte(g), byte(i)}), Timeout: time.Minute}
+				var err error
+				switch i % 5 {
+				case 0:
+					err = f.Apply(p, []Element{e})
+				case 1, 2:
+					err = f.Allow([]Element{e})
+				case 3:
+					err = f.Revoke([]Element{e})
+				case 4:
+					_, err = f.Elements("app")
+					if err == nil {
+						_, err = f.Rulesets()
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("concurrent use did not finish within 60s")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
