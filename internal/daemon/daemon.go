@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -289,6 +290,10 @@ func (d *Daemon) startup(ctx context.Context) error {
 	if err := d.serveAPI(cfg); err != nil {
 		return err
 	}
+	// Installing the table and restoring what was learned allocate much
+	// that is garbage now; hand it back rather than keep it until the next
+	// GC cycle, which an idle daemon may not run for minutes.
+	debug.FreeOSMemory()
 	notify("READY=1", "STATUS="+d.statusLine())
 	d.log.Info("ready", "api", cfg.API.Socket, "took", time.Since(d.start))
 	return nil

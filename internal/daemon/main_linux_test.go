@@ -99,7 +99,7 @@ func probe(ctx context.Context, args []string, r *netnstest.Reporter) error {
 
 // proc is a pinholed process started by a test.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	out    *syncBuffer
 	notify *notifyListener
@@ -132,7 +132,7 @@ type notifyListener struct {
 	msgs []string
 }
 
-func newNotifyListener(t *testing.T) *notifyListener {
+func newNotifyListener(t testing.TB) *notifyListener {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify.sock")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -170,11 +170,16 @@ func (n *notifyListener) count(s string) int {
 }
 
 // startPinholed runs pinholed with the config and waits for READY=1.
-func startPinholed(t *testing.T, cfgPath string, args ...string) *proc {
+func startPinholed(t testing.TB, cfgPath string, args ...string) *proc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// PINHOLED_BIN runs a built pinholed instead of the test binary (for
+	// measurements of the real binary).
+	if bin := os.Getenv("PINHOLED_BIN"); bin != "" {
+		exe = bin
 	}
 	p := &proc{t: t, out: &syncBuffer{}, notify: newNotifyListener(t), done: make(chan struct{})}
 	p.cmd = exec.Command(exe, append([]string{"--config", cfgPath}, args...)...)
@@ -329,7 +334,7 @@ func (w *world) writeAlpha(t *testing.T, conns string) {
 	writeFile(t, filepath.Join(w.dir, "alpha.json"), fmt.Sprintf(alphaManifest, conns))
 }
 
-func writeFile(t *testing.T, path, data string) {
+func writeFile(t testing.TB, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)

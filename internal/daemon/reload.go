@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -88,6 +89,7 @@ func (d *Daemon) reload(dryRun bool) (api.ReloadResult, error) {
 	d.proxy.configChanged(st.cfg.Proxy)
 	d.met.setApps(st.pol)
 	d.reloadDone(nil)
+	debug.FreeOSMemory()
 	res.Took = ms(time.Since(start))
 	d.log.Info("reloaded", "apps", res.Apps, "added", res.Added, "removed", res.Removed, "changed", res.Changed,
 		"kept_learned", res.KeptLearned, "restart_required", res.RestartRequired, "took", time.Since(start))
