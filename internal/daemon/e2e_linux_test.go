@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os/exec"
@@ -108,6 +109,33 @@ func TestReachAuditMetrics(t *testing.T) {
 			if v := metric(src.text, m.name, m.labels); v < 1 {
 				t.Errorf("%s /metrics: %s%v = %v, want >= 1", src.name, m.name, m.labels, v)
 			}
+		}
+	}
+
+	// The API refuses oversize bodies, unknown fields and wrong methods,
+	// with a JSON error and the version header.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", w.sock)
+	}}}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/net/proxy", `{"address": "` + strings.Repeat("x", 70000) + `"}`, http.StatusRequestEntityTooLarge},
+		{"POST", "/net/proxy", `{"address": "p.example", "port": 3128, "authenticationType": "anonymous", "colour": "red"}`, http.StatusBadRequest},
+		{"POST", "/config/reload", `{"dry_run": true}`, http.StatusBadRequest},
+		{"PUT", "/config/reload", ``, http.StatusMethodNotAllowed},
+		{"GET", "/apps/nonesuch", ``, http.StatusNotFound},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), tc.method, "http://pinholed"+tc.path, strings.NewReader(tc.body))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || resp.Header.Get("REST-API-Version") == "" || !strings.Contains(string(body), `"error":`) {
+			t.Errorf("%s %s: %d %q, want %d with a JSON error", tc.method, tc.path, resp.StatusCode, body, tc.status)
 		}
 	}
 
