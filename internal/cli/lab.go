@@ -133,15 +133,15 @@ clock is not namespaced and the lab must never set this machine's clock.`,
 			if err != nil {
 				return err
 			}
-			if configFile != "" {
-				fmt.Fprintln(out, "the lab runs a copy of your config with these changes:")
-				for _, c := range lab.DeviceConfigChanges {
-					fmt.Fprintln(out, "  "+c)
-				}
-			}
 			p, err := lab.Up(cmd.Context(), opts)
 			if err != nil {
 				return err
+			}
+			if configFile != "" {
+				fmt.Fprintf(out, "the lab runs a copy of your config (%s) with these changes:\n", p.Config)
+				for _, c := range lab.DeviceConfigChanges {
+					fmt.Fprintln(out, "  "+c)
+				}
 			}
 			fmt.Fprintln(out)
 			st, err := lab.ReadStatus(p.Layout())
@@ -260,15 +260,19 @@ as unmanaged (denied by the sample config). curl trusts the lab CA there
 				who = "app " + app + ": " + a.Identity()
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "lab %s device, as %s; exit to leave\n", p.Name, who)
-			c, release, err := p.Command(app, []string{shell, "-i"})
+			argv := []string{shell, "-i"}
+			if filepath.Base(shell) == "bash" {
+				argv = []string{shell, "--rcfile", filepath.Join(p.Dir, "bashrc"), "-i"}
+			}
+			c, release, err := p.Command(app, argv)
 			if err != nil {
 				return err
 			}
-			prompt := "lab"
+			prompt := "[lab " + p.Name + " device, root] \\w \\$ "
 			if app != "" {
-				prompt += ":" + app
+				prompt = "[lab " + p.Name + " device, " + app + "] \\w \\$ "
 			}
-			c.Env = append(c.Env, "PS1=["+prompt+"] \\w \\$ ")
+			c.Env = append(c.Env, "PS1="+prompt, "PINHOLE_LAB_PS1="+prompt)
 			return runAttached(c, release)
 		},
 	}

@@ -222,6 +222,15 @@ func TestLabCommands(t *testing.T) {
 			t.Errorf("curl %s as weather: exit %d, want %d\n%s", tt.url, code, tt.code, out)
 		}
 	}
+	shell := exec.Command(bin, "lab", "shell", n, "--app", "weather")
+	shell.Stdin = strings.NewReader("id -u\necho \"$PINHOLE_LAB_APP\"\nexit 3\n")
+	shell.Env = append(os.Environ(), "SHELL=/bin/bash")
+	sout, err := shell.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !regexp.MustCompile(`(?m)^64201$`).Match(sout) ||
+		!regexp.MustCompile(`(?m)^weather$`).Match(sout) || !strings.Contains(string(sout), "[lab "+name+" device, weather]") {
+		t.Errorf("lab shell --app weather: %v\n%s", err, sout)
+	}
 	out, code = pinholeCmd(t, bin, "lab", "down", n)
 	if code != 0 || !strings.Contains(out, "removed: ") {
 		t.Errorf("lab down: exit %d\n%s", code, out)

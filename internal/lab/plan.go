@@ -68,12 +68,21 @@ func (p *Plan) AppNames() []string {
 
 const planFile = "plan.json"
 
+// NoLabError says no lab of that name is up; it matches fs.ErrNotExist.
+type NoLabError struct{ Name string }
+
+func (e *NoLabError) Error() string {
+	return fmt.Sprintf("no lab %q is up: start one with pinhole lab up", e.Name)
+}
+
+func (e *NoLabError) Unwrap() error { return fs.ErrNotExist }
+
 // LoadPlan reads the plan of the lab l. An error wrapping fs.ErrNotExist
 // means no lab is up.
 func LoadPlan(l Layout) (*Plan, error) {
 	data, err := os.ReadFile(filepath.Join(l.Dir(), planFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no lab %q is up (no %s): start one with pinhole lab up: %w", l.Name, filepath.Join(l.Dir(), planFile), err)
+		return nil, &NoLabError{Name: l.Name}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read lab plan: %w", err)

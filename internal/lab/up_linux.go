@@ -74,8 +74,16 @@ func Up(ctx context.Context, o Options) (p *Plan, err error) {
 	if len(o.Helper) == 0 {
 		return nil, errors.New("lab: no helper command")
 	}
-	if req, _ := Missing(Tools(), FindTool); len(req) > 0 {
+	req, opt := Missing(Tools(), FindTool)
+	if len(req) > 0 {
 		return nil, &MissingError{Tools: req}
+	}
+	if len(opt) > 0 && o.Progress != nil {
+		var names []string
+		for _, t := range opt {
+			names = append(names, t.Binary)
+		}
+		fmt.Fprintf(o.Progress, "note: %s, for trying things by hand in lab shell, are not installed: %s\n", strings.Join(names, ", "), AptLine(opt))
 	}
 	if o.Pinholed, err = checkExecutable(o.Pinholed); err != nil {
 		return nil, fmt.Errorf("pinholed: %w", err)
@@ -254,7 +262,7 @@ func prepare(o Options, progress func(string, ...any)) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	files := map[string][]byte{}
+	files := map[string][]byte{"bashrc": []byte(bashrc)}
 	for _, m := range modules {
 		svc, err := m.service(p, files)
 		if err != nil {
@@ -413,3 +421,10 @@ func installBinary(src, dir string) (string, error) {
 	}
 	return dst, nil
 }
+
+// bashrc is the rc file of lab shell: the system's, then a prompt that says
+// where the shell is and as whom.
+const bashrc = `# The rc file of pinhole lab shell.
+[ -f /etc/bash.bashrc ] && . /etc/bash.bashrc
+[ -n "$PINHOLE_LAB_PS1" ] && PS1="$PINHOLE_LAB_PS1"
+`
