@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -46,25 +44,6 @@ func procGroups(pid int) []uint32 {
 		return nil
 	}
 	return parseGroups(data)
-}
-
-// parseGroups reads the "Groups:" line of /proc/PID/status.
-func parseGroups(status []byte) []uint32 {
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("Groups:"))
-		if !ok {
-			continue
-		}
-		var out []uint32
-		for _, f := range bytes.Fields(rest) {
-			if n, err := strconv.ParseUint(string(f), 10, 32); err == nil {
-				out = append(out, uint32(n))
-			}
-		}
-		return out
-	}
-	return nil
 }
 
 // ListenUnix listens on a Unix socket at path with mode 0660, owned by root

@@ -429,7 +429,7 @@ func (d *Daemon) startAuditReader(group uint16) {
 		defer close(done)
 		backoff := time.Second
 		for {
-			src := &audit.NFLOG{Group: group, Logger: d.log}
+			src := nflogSource(group, d.log)
 			began := time.Now()
 			// A reader that keeps running for a while has bound the group.
 			clear := time.AfterFunc(5*time.Second, func() { d.setProblem("audit", "") })
