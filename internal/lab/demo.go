@@ -68,6 +68,8 @@ type Outcome struct {
 	Evidence []string
 	// Audit are pinhole's audit records about the attempt, in words.
 	Audit []string
+	// Took is how long the step that decided took.
+	Took time.Duration
 }
 
 // Match reports whether what happened is what the policy says.
@@ -284,6 +286,7 @@ func Judge(a Attempt, r ProbeResult) Outcome {
 	o := Outcome{Attempt: a}
 	if d := r.DNS; d != nil {
 		o.Evidence = append(o.Evidence, dnsLine(a.Probe.Name, d))
+		o.Took = d.Took
 		switch {
 		case d.Err != "":
 			o.Got, o.Summary = deniedOrFailed(d.Errno, "the DNS query")
@@ -321,6 +324,7 @@ func Judge(a Attempt, r ProbeResult) Outcome {
 	if proto == "" {
 		proto = "TCP"
 	}
+	o.Took = c.Took
 	if !c.OK {
 		o.Got, o.Summary = deniedOrFailed(c.Errno, "the connection")
 		o.Evidence = append(o.Evidence, fmt.Sprintf("%s %s: %s in %s", proto, c.Addr, errText(c.Errno, c.Err), ms(c.Took)))
@@ -335,6 +339,7 @@ func Judge(a Attempt, r ProbeResult) Outcome {
 		return o
 	}
 	if !t.OK {
+		o.Took = t.Took
 		if proto == "UDP" {
 			o.Got, o.Summary = deniedOrFailed(t.Errno, "the datagram")
 			o.Evidence = append(o.Evidence, fmt.Sprintf("UDP %s: %s in %s", c.Addr, errText(t.Errno, t.Err), ms(t.Took)))

@@ -324,11 +324,11 @@ func byFirewall(o Outcome) string {
 	case o.Inbound != nil:
 		return "dropped by pinhole's firewall (no answer within " + inboundTimeout.String() + ")"
 	case strings.HasPrefix(s, "the DNS query"):
-		return "its DNS query was rejected by pinhole's firewall"
+		return "its DNS query was rejected by pinhole's firewall in " + ms(o.Took)
 	case strings.HasSuffix(s, "was refused"):
-		return "connection refused by pinhole's firewall"
+		return "connection refused by pinhole's firewall in " + ms(o.Took)
 	case strings.Contains(s, "rejected"):
-		return strings.Replace(s, "was rejected", "was rejected by pinhole's firewall", 1)
+		return strings.Replace(s, "was rejected", "was rejected by pinhole's firewall", 1) + " (" + ms(o.Took) + ")"
 	}
 	return s + " (pinhole's firewall)"
 }
