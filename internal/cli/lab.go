@@ -453,6 +453,9 @@ func runDemo(cmd *cobra.Command, f *labFlags, pinholed string, keep bool) (err e
 		return &ExitError{Code: 1}
 	}
 	fmt.Fprintf(out, "== all %d attempts came out as the policy says\n", len(outcomes))
+	if !keep {
+		fmt.Fprintln(out, "   to try things yourself: pinhole lab up, then pinhole lab shell --app webfetch (curl, dig, mosquitto_pub)")
+	}
 	return nil
 }
 

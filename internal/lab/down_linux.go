@@ -63,6 +63,7 @@ func teardown(l Layout, log *slog.Logger) (Removed, error) {
 	cgPath, _ := cgroup.Path(l.Cgroup())
 	_, cgErr := os.Stat(cgPath)
 	haveCgroup := cgPath != "" && cgErr == nil
+	rm.Processes = len(labPids(l, haveCgroup))
 
 	// The supervisor stops pinholed and the services in order.
 	if st, err := readSupervisorState(l.Dir()); err == nil && st.PID > 0 && haveCgroup {
@@ -76,8 +77,6 @@ func teardown(l Layout, log *slog.Logger) (Removed, error) {
 		}
 	}
 	if haveCgroup {
-		n := countProcs(l.Cgroup())
-		rm.Processes += n
 		if err := cgroup.Kill(l.Cgroup()); err != nil {
 			errs = append(errs, err)
 		} else if !poll(10*time.Second, func() bool {
@@ -89,8 +88,6 @@ func teardown(l Layout, log *slog.Logger) (Removed, error) {
 	}
 	// Processes started in the namespaces by other means (ip netns exec).
 	for _, ns := range []string{l.DeviceNetns(), l.InternetNetns()} {
-		pids, _ := netnsPids(ns)
-		rm.Processes += len(pids)
 		if err := killNetns(ns, 10*time.Second); err != nil {
 			errs = append(errs, err)
 		}
@@ -123,17 +120,37 @@ func teardown(l Layout, log *slog.Logger) (Removed, error) {
 	return rm, errors.Join(errs...)
 }
 
+// labPids lists the processes of lab l: in its cgroup or its namespaces.
+func labPids(l Layout, haveCgroup bool) map[int]bool {
+	pids := map[int]bool{}
+	if haveCgroup {
+		for _, p := range cgroupPids(l.Cgroup()) {
+			pids[p] = true
+		}
+	}
+	for _, ns := range []string{l.DeviceNetns(), l.InternetNetns()} {
+		found, _ := netnsPids(ns)
+		for _, p := range found {
+			pids[p] = true
+		}
+	}
+	return pids
+}
+
 // countProcs counts the processes in rel and below it.
-func countProcs(rel string) int {
+func countProcs(rel string) int { return len(cgroupPids(rel)) }
+
+// cgroupPids lists the processes in rel and below it.
+func cgroupPids(rel string) []int {
 	root, err := cgroup.Path(rel)
 	if err != nil {
-		return 0
+		return nil
 	}
-	n := 0
+	var out []int
 	var walk func(rel, dir string)
 	walk = func(rel, dir string) {
 		if pids, err := cgroup.Procs(rel); err == nil {
-			n += len(pids)
+			out = append(out, pids...)
 		}
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
@@ -143,7 +160,7 @@ func countProcs(rel string) int {
 		}
 	}
 	walk(rel, root)
-	return n
+	return out
 }
 
 // Leftovers lists what of lab l exists: its state directory, namespaces,
