@@ -245,4 +245,3 @@ func stats(args []string, in io.Reader, out io.Writer) error {
 		*label, qps, sent, completed, lost, pct(0.5), pct(0.9), pct(0.99), pct(0.999), pct(1), strings.Join(rc, ","))
 	return nil
 }
-
