@@ -195,6 +195,9 @@ func startPinholed(t testing.TB, cfgPath string, args ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		p.stop()
+		if strings.Contains(p.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in pinholed")
+		}
 		if t.Failed() {
 			t.Logf("pinholed output:\n%s", p.out)
 		}
