@@ -235,8 +235,8 @@ func (px *Proxy) syncStubsLocked(p *policy.Policy) error {
 	return errors.Join(errs...)
 }
 
-// Close stops every stub, waits for queries in progress and for the last
-// insert transaction.
+// Close stops every stub, ends the queries in progress and waits for them
+// and for the last insert transaction.
 func (px *Proxy) Close() error {
 	px.mu.Lock()
 	if px.closed {
@@ -247,10 +247,12 @@ func (px *Proxy) Close() error {
 	stubs := px.stubs
 	px.stubs = map[string]*stub{}
 	px.mu.Unlock()
+	// Upstream waits end first (their queries get SERVFAIL), so that a
+	// restart is not held up by a slow upstream.
+	px.cancel()
 	for _, st := range stubs {
 		st.shutdown()
 	}
-	px.cancel()
 	px.commit.close()
 	return nil
 }
