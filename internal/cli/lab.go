@@ -380,10 +380,14 @@ func runDemo(cmd *cobra.Command, f *labFlags, pinholed string, keep bool) (err e
 	}
 	fmt.Fprintln(out, "== bringing the lab up (a device and its internet in network namespaces; this machine's own network is not touched)")
 	p, err := lab.Up(ctx, opts)
+	upOK := err == nil
 	// Clean up whatever happens, Ctrl-C included; the context of the
 	// command may be cancelled already.
 	defer func() {
-		if keep && err == nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(out, "\n== interrupted")
+			err = &ExitError{Code: 130}
+		} else if keep && upOK {
 			fmt.Fprintf(out, "\nthe lab stays up (--keep): pinhole lab status, pinhole lab shell --app NAME, pinhole lab down\n")
 			return
 		}
@@ -392,12 +396,12 @@ func runDemo(cmd *cobra.Command, f *labFlags, pinholed string, keep bool) (err e
 		fmt.Fprintln(out, "\n== removing the lab")
 		rm, derr := lab.Down(dctx, f.layout(), nil)
 		printRemoved(out, f.name, rm)
-		if derr != nil {
-			err = errors.Join(err, derr)
-			return
-		}
-		if left := lab.Leftovers(f.layout()); len(left) > 0 {
-			err = errors.Join(err, fmt.Errorf("left behind: %s", strings.Join(left, ", ")))
+		if left := lab.Leftovers(f.layout()); derr != nil || len(left) > 0 {
+			// Said here: an ExitError in err would hide it.
+			fmt.Fprintf(out, "removing the lab failed: %v; left behind: %s (run pinhole lab down)\n", derr, strings.Join(left, ", "))
+			if err == nil {
+				err = &ExitError{Code: 1}
+			}
 		}
 	}()
 	if err != nil {

@@ -173,8 +173,9 @@ func TestLabDemoInterrupt(t *testing.T) {
 	if !sent {
 		t.Fatalf("the demo never got to the attempts:\n%s", out.String())
 	}
-	if err == nil {
-		t.Errorf("interrupted demo exited 0:\n%s", out.String())
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(out.String(), "== interrupted") {
+		t.Errorf("interrupted demo: %v, want exit status 130 and a word about it:\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "== removing the lab") || !strings.Contains(out.String(), "removed: ") {
 		t.Errorf("the interrupted demo did not remove the lab:\n%s", out.String())
