@@ -183,45 +183,51 @@ func TestLabDemoInterrupt(t *testing.T) {
 	noLeftovers(t, name)
 }
 
-// TestLabCommands: up with a config of the user's own, status, exec as an
-// app (allowed and denied), down.
+// TestLabCommands: up with a config of the user's own (examples/lab),
+// status, exec as an app (allowed and denied), shell, down.
 func TestLabCommands(t *testing.T) {
 	bin := labBinaries(t)
-	name := testLabName(t)
-	dir := t.TempDir()
-	manifest := `{"SchemaVersion": 1, "Name": "Weather", "ComponentId": "0f8a2c6e-3b1d-4e5f-9a7c-2d4e6f8a0b1c",
-  "EntryPoint": "/bin/app", "CmdArgs": [], "ApplicationType": "Default",
-  "Capabilities": {"AllowedConnections": ["weather.fabrikam.example", "*.tiles.fabrikam.example"]}}`
-	if err := os.WriteFile(filepath.Join(dir, "weather.json"), []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
+	for _, tool := range []string{"curl", "mosquitto_pub"} {
+		if _, err := lab.FindTool(tool); err != nil {
+			t.Fatalf("%s is missing (CI must install it): %v", tool, err)
+		}
 	}
-	cfg := "profile:\n  name: minimal\napps:\n  - name: weather\n    manifest: weather.json\n    user: weather\n"
-	if err := os.WriteFile(filepath.Join(dir, "device.yaml"), []byte(cfg), 0o644); err != nil {
+	name := testLabName(t)
+	cfg, err := filepath.Abs("../../examples/lab/device.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
 	n := "--lab-name=" + name
-	if out, code := pinholeCmd(t, bin, "lab", "up", n, "--config", filepath.Join(dir, "device.yaml")); code != 0 {
+	if out, code := pinholeCmd(t, bin, "lab", "up", n, "--config", cfg); code != 0 {
 		t.Fatalf("lab up: exit %d\n%s", code, out)
 	}
 	if out, code := pinholeCmd(t, bin, "lab", "up", n); code == 0 || !strings.Contains(out, "already up") {
 		t.Errorf("second lab up: exit %d\n%s", code, out)
 	}
 	out, code := pinholeCmd(t, bin, "lab", "status", n)
-	if code != 0 || !regexp.MustCompile(`weather\s+uid 64201\s+`+regexp.QuoteMeta(dir)).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`weather\s+uid 64201\s+`+regexp.QuoteMeta(filepath.Dir(cfg))).MatchString(out) ||
+		!regexp.MustCompile(`kiosk\s+cgroup `+name+`/apps/kiosk, running as uid 64202`).MatchString(out) {
 		t.Errorf("lab status: exit %d\n%s", code, out)
 	}
 	for _, tt := range []struct {
-		url  string
-		code int
+		app, url string
+		code     int
 	}{
-		{"https://weather.fabrikam.example/today", 0},
-		{"https://a.tiles.fabrikam.example/1/2/3.png", 0},
-		{"https://api.contoso.example/", 6}, // curl: could not resolve host
+		{"weather", "https://api.weather.fabrikam.example/today", 0},
+		{"weather", "https://a.tiles.fabrikam.example/1/2/3.png", 0},
+		{"weather", "https://kiosk.fabrikam.example/", 6}, // curl: could not resolve host
+		{"kiosk", "https://kiosk.fabrikam.example/", 0},
+		{"kiosk", "http://kiosk.fabrikam.example/", 7}, // port 80 is not in the manifest: refused
 	} {
-		out, code := pinholeCmd(t, bin, "lab", "exec", n, "--app", "weather", "--", "curl", "-sS", "-m", "5", tt.url)
+		out, code := pinholeCmd(t, bin, "lab", "exec", n, "--app", tt.app, "--", "curl", "-sS", "-m", "5", tt.url)
 		if code != tt.code {
-			t.Errorf("curl %s as weather: exit %d, want %d\n%s", tt.url, code, tt.code, out)
+			t.Errorf("curl %s as %s: exit %d, want %d\n%s", tt.url, tt.app, code, tt.code, out)
 		}
+	}
+	out, code = pinholeCmd(t, bin, "lab", "exec", n, "--app", "weather", "--", "mosquitto_pub", "--cafile", "/run/"+name+"/ca.crt",
+		"-h", "fabrikam-hub.azure-devices.net", "-p", "8883", "-t", "devices/d1/messages/events/", "-m", "hello")
+	if code != 0 {
+		t.Errorf("mosquitto_pub as weather: exit %d\n%s", code, out)
 	}
 	shell := exec.Command(bin, "lab", "shell", n, "--app", "weather")
 	shell.Stdin = strings.NewReader("id -u\necho \"$PINHOLE_LAB_APP\"\nexit 3\n")
