@@ -125,13 +125,19 @@ func (st *Status) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "\ntry")
-	app := "webfetch"
+	app, host := "webfetch", "api.contoso.example"
 	if _, ok := p.App(app); !ok && len(p.Apps) > 0 {
-		app = p.Apps[0].Name
+		app, host = p.Apps[0].Name, "HOST"
+		for _, h := range p.Zone {
+			if h.Note == noteManifest {
+				host = h.Name
+				break
+			}
+		}
 	}
 	for _, l := range []string{
 		"pinhole lab shell --app " + app + "        a shell as " + app + " in the device (curl, dig, mosquitto_pub)",
-		"pinhole lab exec --app " + app + " -- curl -sS https://api.contoso.example/",
+		"pinhole lab exec --app " + app + " -- curl -sS https://" + host + "/",
 		"pinhole status --socket " + p.APISocket,
 		"pinhole audit --socket " + p.APISocket,
 		"pinhole lab down                           remove the lab",

@@ -48,6 +48,9 @@ var sampleHosts = []Host{
 	{Name: "prod.update.sphere.azure.net", Chain: []string{"prod-update-sphere.azureedge.net", "prod-update-sphere.ec.azureedge.net"}, Note: "catalog; a CDN chain as in real life"},
 }
 
+// noteManifest is the note of names that come from the apps' manifests.
+const noteManifest = "an app's manifest"
+
 // BuildZone lists the lab internet's names: the sample hosts, every host of
 // the catalog profile (endpoints, time servers, connection check), and the
 // names of the apps' manifests (exact names, and wildcards as whole
@@ -76,7 +79,7 @@ func BuildZone(prof *catalog.Profile, appPatterns []hostname.Pattern) ([]Host, e
 	for _, p := range appPatterns {
 		switch p.Kind {
 		case hostname.Exact:
-			z.addName(p.Name, "an app's manifest")
+			z.addName(p.Name, noteManifest)
 		case hostname.Wildcard:
 			if !z.covers(p.Name) {
 				z.add(Host{Name: "*." + p.Name, Note: "an app's manifest (every name below " + p.Name + ")"})
