@@ -40,16 +40,17 @@ bind-dynamic
 }
 
 // RenderMosquitto writes the config of the lab's MQTT broker: one TLS
-// listener on MQTTPort with the lab's server certificate, anonymous clients.
-func RenderMosquitto(caFile, certFile, keyFile string) string {
+// listener on MQTTPort with the lab's server certificate, anonymous clients;
+// it runs as the user runAs.
+func RenderMosquitto(caFile, certFile, keyFile, runAs string) string {
 	return fmt.Sprintf(`# The lab internet's MQTT broker (mosquitto), written by pinhole lab up.
 # MQTT over TLS on port %d, any client may connect; the certificate comes from
 # the lab's CA (%s).
 per_listener_settings false
 allow_anonymous true
 persistence false
-# The key file is root's; stay root inside the lab's namespace.
-user root
+# The user mosquitto runs as once it has opened its port.
+user %s
 log_dest stderr
 log_type error
 log_type warning
@@ -60,5 +61,5 @@ listener %d
 cafile %s
 certfile %s
 keyfile %s
-`, MQTTPort, caFile, MQTTPort, caFile, certFile, keyFile)
+`, MQTTPort, caFile, runAs, MQTTPort, caFile, certFile, keyFile)
 }

@@ -262,14 +262,7 @@ func prepare(o Options, progress func(string, ...any)) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	files := map[string][]byte{"bashrc": []byte(bashrc)}
-	for _, m := range modules {
-		svc, err := m.service(p, files)
-		if err != nil {
-			return nil, fmt.Errorf("service %s: %w", m.name(), err)
-		}
-		p.Services = append(p.Services, svc)
-	}
+	// The certificates first: modules may adjust who can read the key.
 	for _, f := range []struct {
 		path string
 		data []byte
@@ -282,6 +275,14 @@ func prepare(o Options, progress func(string, ...any)) (*Plan, error) {
 		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
 			return nil, err
 		}
+	}
+	files := map[string][]byte{"bashrc": []byte(bashrc)}
+	for _, m := range modules {
+		svc, err := m.service(p, files)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", m.name(), err)
+		}
+		p.Services = append(p.Services, svc)
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

@@ -165,9 +165,9 @@ func TestRenderDnsmasq(t *testing.T) {
 
 func TestRenderMosquitto(t *testing.T) {
 	t.Parallel()
-	got := RenderMosquitto("/run/l/ca.crt", "/run/l/server.crt", "/run/l/server.key")
+	got := RenderMosquitto("/run/l/ca.crt", "/run/l/server.crt", "/run/l/server.key", "mosquitto")
 	for _, want := range []string{"\nlistener 8883\n", "\ncafile /run/l/ca.crt\n", "\ncertfile /run/l/server.crt\n",
-		"\nkeyfile /run/l/server.key\n", "\nallow_anonymous true\n", "\nuser root\n"} {
+		"\nkeyfile /run/l/server.key\n", "\nallow_anonymous true\n", "\nuser mosquitto\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("mosquitto.conf lacks %q:\n%s", want, got)
 		}
