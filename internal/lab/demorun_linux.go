@@ -31,7 +31,7 @@ type DemoRunner struct {
 
 // auditWait bounds the wait for denial records to reach pinholed's audit
 // log (NFLOG is asynchronous).
-const auditWait = 2 * time.Second
+const auditWait = 5 * time.Second
 
 // Run runs the attempts, app by app, printing each app's outcomes as soon
 // as they are known. It returns every outcome; an error means an attempt
