@@ -45,8 +45,10 @@ func labBinaries(t *testing.T) (pinhole string) {
 	}
 	sweepOnce.Do(sweepTestLabs)
 	labBinOnce.Do(func() {
-		labBinDir, labBinErr = os.MkdirTemp("", "lab-cli-")
-		if labBinErr != nil {
+		// Named after this binary's pid: the next run removes it (there
+		// is no TestMain here to do it at the end).
+		labBinDir = filepath.Join(os.TempDir(), binDirPrefix+strconv.Itoa(os.Getpid()))
+		if labBinErr = os.MkdirAll(labBinDir, 0o700); labBinErr != nil {
 			return
 		}
 		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
@@ -62,8 +64,19 @@ func labBinaries(t *testing.T) (pinhole string) {
 	return filepath.Join(labBinDir, "pinhole")
 }
 
-// sweepTestLabs removes labs of test binaries that were killed.
+// binDirPrefix names the directories the binaries are built into.
+const binDirPrefix = "pinhole-lab-cli-test-"
+
+// sweepTestLabs removes labs and binaries of earlier test binaries.
 func sweepTestLabs() {
+	if ents, err := os.ReadDir(os.TempDir()); err == nil {
+		for _, e := range ents {
+			pid, ok := strings.CutPrefix(e.Name(), binDirPrefix)
+			if _, err := os.Stat("/proc/" + pid); ok && err != nil {
+				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
+	}
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
 		rest, ok := strings.CutPrefix(e.Name(), labTestPrefix)

@@ -45,7 +45,11 @@ func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
 		sweep()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if pinholedPath != "" {
+		os.RemoveAll(filepath.Dir(pinholedPath))
+	}
+	os.Exit(code)
 }
 
 // sweep removes labs of test binaries that were killed before cleaning up.
