@@ -6,7 +6,9 @@
 #                 each answer (real firewall; dnsperf runs as the app's UID and
 #                 its queries to 192.0.2.53:53 are redirected to the stub),
 #   (c) dnsmasq   dnsmasq 2.90 forwarding to the same upstream with --nftset
-#                 filling an nftables set from every answer,
+#                 filling the app's set in pinhole's table from every answer
+#                 (the table is in place for (a) and (c) too, so that every
+#                 packet meets the same ruleset),
 # once with one query outstanding (latency) and once with OUTSTANDING queries
 # outstanding (throughput), COUNT times each; then the memory of a store with
 # 100,000 learned addresses. Needs root, dnsperf, dnsmasq, nft, setpriv and
@@ -35,7 +37,7 @@ work=$(mktemp -d /tmp/pinhole-dns-bench.XXXXXX)
 chmod 755 $work # the query lists are read by the app UID
 pids=()
 cleanup() {
-	for p in "${pids[@]}" ${dm:-} ${ph:-}; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}" ${dm:-} ${ph:-} ${tb:-}; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	ip netns del $UP 2>/dev/null || true
 	ip netns del $DEV 2>/dev/null || true
@@ -100,35 +102,45 @@ perf() {
 	$work/dnsbench stats -label "$1" < $work/perf.out | tee -a $results
 }
 
+# wait_ready FILE: until the harness printed "ready" (10 s at most).
+wait_ready() {
+	for _ in $(seq 100); do grep -q ready "$1" && return 0; sleep 0.1; done
+	echo "bench/dns.sh: harness not ready:" >&2
+	cat $work/harness.err >&2
+	exit 1
+}
+
 for rep in $(seq "$COUNT"); do
 	echo "## run $rep"
+	# pinhole's table (same ruleset as in the pinhole run, no stubs) is in
+	# place for the upstream and dnsmasq runs too, so that every packet
+	# meets the same rules; dnsmasq fills the app's set in it.
+	ip netns exec $DEV $work/dnsbench table -upstream $UPSTREAM:53 -uid $APP_UID > $work/table.out 2> $work/harness.err &
+	tb=$!
+	wait_ready $work/table.out
+
 	# (a) the upstream alone.
 	perf upstream-latency $UPSTREAM 53 $work/lat.txt 1
 	perf upstream-throughput $UPSTREAM 53 $work/thr.txt "$OUTSTANDING"
 
-	# (c) dnsmasq --nftset, fresh cache and set.
-	indev nft -f - <<-EOF
-		table inet dmbench {
-			set allowed4 { type ipv4_addr; flags timeout; timeout 1h; }
-		}
-	EOF
+	# (c) dnsmasq --nftset into the app's set, fresh cache.
 	ip netns exec $DEV "${srv[@]}" dnsmasq --no-daemon --no-resolv --no-hosts --user=root --pid-file= --port=5353 \
 		--listen-address=127.0.0.1 --bind-interfaces --server=$UPSTREAM \
-		--nftset=/bench.example/4#inet#dmbench#allowed4 --log-facility=/dev/null &
+		--nftset=/bench.example/4#inet#pinhole#v4_bench --log-facility=/dev/null &
 	dm=$!
 	wait_dns 127.0.0.1 5353
 	perf dnsmasq-latency 127.0.0.1 5353 $work/lat.txt 1
 	perf dnsmasq-throughput 127.0.0.1 5353 $work/thr.txt "$OUTSTANDING"
-	echo "dnsmasq set elements: $(indev nft list set inet dmbench allowed4 | grep -o '198\.1[89]\.[0-9]*\.[0-9]*' | wc -l)"
+	echo "dnsmasq set elements: $(indev nft list set inet pinhole v4_bench | grep -o '198\.1[89]\.[0-9]*\.[0-9]*' | wc -l)"
 	kill $dm
 	wait $dm 2>/dev/null || true
-	indev nft delete table inet dmbench
+	kill $tb
+	wait $tb 2>/dev/null || true
 
 	# (b) pinhole: fresh store and table; dnsperf is the app.
-	ip netns exec $DEV "${srv[@]}" $work/dnsbench serve -upstream $UPSTREAM:53 -uid $APP_UID -port 5400 > $work/serve.out 2> $work/serve.err &
+	ip netns exec $DEV "${srv[@]}" $work/dnsbench serve -upstream $UPSTREAM:53 -uid $APP_UID -port 5400 > $work/serve.out 2> $work/harness.err &
 	ph=$!
-	for _ in $(seq 100); do grep -q ready $work/serve.out && break; sleep 0.1; done
-	grep -q ready $work/serve.out || { cat $work/serve.err >&2; exit 1; }
+	wait_ready $work/serve.out
 	perf pinhole-latency 192.0.2.53 53 $work/lat.txt 1 app
 	perf pinhole-throughput 192.0.2.53 53 $work/thr.txt "$OUTSTANDING" app
 	kill -USR1 $ph

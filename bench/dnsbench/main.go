@@ -5,6 +5,7 @@
 // machine's own network namespace.
 //
 //	dnsbench serve -upstream 198.18.255.53:53 -uid 40100 -port 5400
+//	dnsbench table -upstream 198.18.255.53:53 -uid 40100
 //	dnsperf -v ... | dnsbench stats -label pinhole
 //	dnsbench rss -n 100000
 package main
@@ -23,6 +24,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +48,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		err = serve(os.Args[2:])
+	case "table":
+		err = table(os.Args[2:])
 	case "stats":
 		err = stats(os.Args[2:], os.Stdin, os.Stdout)
 	case "rss":
@@ -90,13 +94,56 @@ func benchPolicy(upstream netip.AddrPort, uid uint32, port uint16) *policy.Polic
 	})
 }
 
+// table installs the same firewall table as serve, without stubs, and
+// holds it until SIGTERM, so that the other runs pay for the same ruleset
+// on every packet and dnsmasq can fill the app's set.
+func table(args []string) error {
+	fs := flag.NewFlagSet("table", flag.ExitOnError)
+	up := fs.String("upstream", "", "upstream DNS server address:port")
+	uid := fs.Uint("uid", 40100, "UID of the benchmark app")
+	fs.Parse(args)
+	if err := refuseInitialNetns(); err != nil {
+		return err
+	}
+	upstream, err := netip.ParseAddrPort(*up)
+	if err != nil {
+		return fmt.Errorf("-upstream: %w", err)
+	}
+	fw, err := firewall.New(firewall.Options{})
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	defer fw.Remove()
+	if err := fw.Apply(benchPolicy(upstream, uint32(*uid), 5400), nil); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	<-sigs
+	return nil
+}
+
 // serve runs the stubs until SIGTERM; SIGUSR1 prints a JSON line of stats.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	up := fs.String("upstream", "", "upstream DNS server address:port")
 	uid := fs.Uint("uid", 40100, "UID of the benchmark app")
 	port := fs.Uint("port", 5400, "stub port")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := refuseInitialNetns(); err != nil {
 		return err
 	}

@@ -144,7 +144,8 @@ type Store struct {
 	compacting bool
 	stats      storeStats
 
-	bg sync.WaitGroup // background compaction
+	bg        sync.WaitGroup // background compaction
+	compactMu sync.Mutex     // serialises Compact
 }
 
 type storeStats struct {

@@ -125,6 +125,10 @@ func (s *Store) flushLocked() error {
 // Compact writes a snapshot of everything learned and removes the journals
 // it covers.
 func (s *Store) Compact() error {
+	// One at a time: a slower, older snapshot must not replace a newer one
+	// after the journals between them are gone.
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
 	s.mu.Lock()
 	if s.dir == "" || s.journal == nil {
 		s.compacting = false
