@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -53,6 +54,21 @@ func createNetwork(p *Plan) error {
 	if err := ipBatch("", []string{"netns add " + p.InternetNetns, "netns add " + p.DeviceNetns}); err != nil {
 		return err
 	}
+	// Before any interface exists: no duplicate address detection, whose
+	// tentative link-local addresses delay the first IPv6 packets by a
+	// second. New namespaces do not forward; say so anyway, the internet
+	// side must stay a dead end. Apps in the device may ping.
+	noDAD := map[string]string{"ipv6/conf/default/accept_dad": "0", "ipv6/conf/all/accept_dad": "0"}
+	sysctls := map[string]map[string]string{
+		p.InternetNetns: {"ipv4/ip_forward": "0", "ipv6/conf/all/forwarding": "0"},
+		p.DeviceNetns:   {"ipv4/ping_group_range": "0 2147483647"},
+	}
+	for ns, kv := range sysctls {
+		maps.Copy(kv, noDAD)
+		if err := inNetns(NetnsPath(ns), func() error { return writeSysctls(kv) }); err != nil {
+			return err
+		}
+	}
 	device, internet := networkScript(p)
 	if err := ipBatch(p.DeviceNetns, device); err != nil {
 		return err
@@ -60,16 +76,33 @@ func createNetwork(p *Plan) error {
 	if err := ipBatch(p.InternetNetns, internet); err != nil {
 		return err
 	}
-	// New namespaces do not forward; say so anyway, the internet side must
-	// stay a dead end. Apps in the device may ping (ICMP echo sockets).
-	if err := inNetns(NetnsPath(p.InternetNetns), func() error {
-		return writeSysctls(map[string]string{"ipv4/ip_forward": "0", "ipv6/conf/all/forwarding": "0"})
-	}); err != nil {
+	// IPv6 on a link starts only once the kernel has seen its carrier,
+	// which it may report up to a second late; until then neighbour
+	// solicitations go unanswered. Wait for both ends.
+	for _, end := range [][2]string{{p.DeviceNetns, deviceIface}, {p.InternetNetns, routerIface}} {
+		if err := waitIPv6(end[0], end[1], 5*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitIPv6 waits until iface in namespace ns has a usable link-local
+// address: the sign that IPv6 runs on it.
+func waitIPv6(ns, iface string, timeout time.Duration) error {
+	ip, err := FindTool("ip")
+	if err != nil {
 		return err
 	}
-	return inNetns(NetnsPath(p.DeviceNetns), func() error {
-		return writeSysctls(map[string]string{"ipv4/ping_group_range": "0 2147483647"})
+	var out []byte
+	ok := poll(timeout, func() bool {
+		out, err = exec.Command(ip, "-n", ns, "-6", "-o", "addr", "show", "dev", iface, "scope", "link").CombinedOutput()
+		return err == nil && strings.Contains(string(out), "inet6 fe80") && !strings.Contains(string(out), "tentative")
 	})
+	if !ok {
+		return fmt.Errorf("IPv6 did not start on %s in namespace %s within %v: %s", iface, ns, timeout, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 func writeSysctls(kv map[string]string) error {
