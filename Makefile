@@ -5,12 +5,16 @@ LDFLAGS  := -s -w
 DIST     := dist
 BINARIES := pinhole pinholed
 
-.PHONY: all build test lint cross sizes clean
+.PHONY: all build demo test lint cross sizes clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+# The lab demo: a device and its internet in network namespaces (needs root).
+demo: build
+	./bin/pinhole lab demo
 
 # All tests, with the race detector. As root, the network-namespace tests run
 # too (each in namespaces it creates); otherwise they skip and say why.

@@ -13,7 +13,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGPIPE too: when the reader of our output goes away (pinhole lab demo |
+	// head), commands stop and clean up instead of dying on the spot.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	err := cli.NewRoot().ExecuteContext(ctx)
 	stop()
 	if err == nil {
