@@ -538,6 +538,14 @@ func (b *builder) inputRules() error {
 		specs = append(specs, ruleSpec{"service link: api",
 			cat(matchIIFName(sl.Interface), matchAddr(true, sl.Prefix), matchL4(protoTCP), matchTHPort(thDport, sl.APIPort)), accept})
 	}
+	if ml := m.p.MetricsListen; ml.IsValid() && !ml.Addr().IsLoopback() {
+		match := cat(matchL4(protoTCP), matchTHPort(thDport, ml.Port()))
+		if !ml.Addr().IsUnspecified() {
+			a := ml.Addr().Unmap()
+			match = cat(matchAddr(false, netip.PrefixFrom(a, a.BitLen())), match)
+		}
+		specs = append(specs, ruleSpec{"pinholed metrics (api.metrics_listen)", match, accept})
+	}
 	for _, l := range m.srvLevels {
 		match := cat(loadProtoPort(thDport), []expr.Any{socketCgroup(l, reg32+2), lookup(reg32, b.sets[setSrvCg(l)])})
 		specs = append(specs, ruleSpec{fmt.Sprintf("server ports of apps by cgroup (level %d)", l), match, accept})

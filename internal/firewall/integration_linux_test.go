@@ -838,3 +838,30 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestMetricsListen: a metrics address off loopback is reachable from the
+// network only when the policy names it, and only on that port.
+func TestMetricsListen(t *testing.T) {
+	b := netnstest.New(t)
+	f := newFirewall(t)
+	ctx := context.Background()
+	metrics := netip.AddrPortFrom(b.DeviceV4, 9430)
+	srv := netnstest.StartRole(t, "tcp-echo", metrics.String())
+	other := netnstest.StartRole(t, "tcp-echo", netip.AddrPortFrom(b.DeviceV4, 9431).String())
+
+	if err := f.Apply(makePolicy(nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, b.Command(ctx, "socat", tcpEchoArgs(srv.Addr)...), "hi\n"); r.code == 0 {
+		t.Errorf("metrics port without metrics_listen: connected (%v), want dropped", r)
+	}
+	if err := f.Apply(makePolicy(nil, func(p *policy.Policy) { p.MetricsListen = metrics }), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, b.Command(ctx, "socat", tcpEchoArgs(srv.Addr)...), "hi\n"); r.code != 0 || r.out != "hi" {
+		t.Errorf("metrics port with metrics_listen %s: %v, want an echo", metrics, r)
+	}
+	if r := run(t, b.Command(ctx, "socat", tcpEchoArgs(other.Addr)...), "hi\n"); r.code == 0 {
+		t.Errorf("port next to the metrics port: connected (%v), want dropped", r)
+	}
+}

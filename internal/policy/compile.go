@@ -71,6 +71,8 @@ func CompileWith(cfg *config.Config, manifests map[string]*manifest.Manifest, en
 		NFLOGGroup: cfg.Firewall.NFLOGGroup,
 		LogRate:    cfg.Firewall.LogRate,
 		LogBurst:   cfg.Firewall.LogBurst,
+
+		MetricsListen: cfg.API.MetricsListen,
 	}
 	if cfg.ServiceLink.Enabled {
 		p.ServiceLink = ServiceLink{

@@ -283,6 +283,9 @@ type Policy struct {
 	LogBurst    uint32
 	ServiceLink ServiceLink
 	DNS         DNS
+	// MetricsListen, if valid, is the TCP address pinholed serves /metrics
+	// on besides its API socket; the firewall lets scrapers reach it.
+	MetricsListen netip.AddrPort
 
 	byName map[string]*App
 }
