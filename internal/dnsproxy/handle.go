@@ -78,7 +78,7 @@ func (px *Proxy) decide(ctx context.Context, rt *appRuntime, req *dns.Msg, tcp b
 		if errors.As(err, &rb) {
 			px.logLimited(rt, slog.LevelWarn, "dns answer refused by rebinding protection", "name", name, "addr", rb.addr, "class", addrClass(rb.addr))
 			return refuse(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeBlocked,
-				"pinhole: rebinding protection: "+printable(rb.Error())+" (allow it with dns private_allowed)"), Rebinding
+				"pinhole: rebinding protection: "+printable(rb.Error())+" (allow it with dns.allow_private)"), Rebinding
 		}
 		return refuse(req, dns.RcodeServerFailure, 0, ""), UpstreamError
 	}
