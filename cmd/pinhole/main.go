@@ -25,6 +25,9 @@ func main() {
 	if errors.As(err, &exit) {
 		os.Exit(exit.Code)
 	}
+	if errors.Is(err, syscall.EPIPE) {
+		os.Exit(141) // the reader went away (| head): as if killed by SIGPIPE, without a message
+	}
 	fmt.Fprintln(os.Stderr, "pinhole:", err)
 	os.Exit(1)
 }

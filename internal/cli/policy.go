@@ -37,8 +37,12 @@ there is any; warnings alone do not fail.`,
 				fmt.Fprintln(out, err)
 				return &ExitError{Code: 1}
 			}
-			fmt.Fprintf(out, "%s: ok: profile %s, mode %s, unmanaged %s, %d apps\n",
-				args[0], cfg.Profile.Name, p.Mode, p.Unmanaged, len(p.Apps))
+			apps := fmt.Sprintf("%d apps", len(p.Apps))
+			if len(p.Apps) == 1 {
+				apps = "1 app"
+			}
+			fmt.Fprintf(out, "%s: ok: profile %s, mode %s, unmanaged %s, %s\n",
+				args[0], cfg.Profile.Name, p.Mode, p.Unmanaged, apps)
 			return nil
 		},
 	})

@@ -26,7 +26,7 @@ func TestConfigCheck(t *testing.T) {
 		code int
 		want []string
 	}{
-		{good, 0, []string{"ok: profile azure-sphere, mode enforce, unmanaged deny, 1 apps"}},
+		{good, 0, []string{"ok: profile azure-sphere, mode enforce, unmanaged deny, 1 app"}},
 		{badManifest, 1, []string{"bad.json:2:", `"CHANGE THIS"`, "placeholder"}},
 		{conflict, 1, []string{`TCP server port 8080 is claimed by both app "a" and app "b"`}},
 		{badKey, 1, []string{"badkey.yaml:1:", "upstream"}},

@@ -52,7 +52,7 @@ func TestParseExample(t *testing.T) {
 			MaxAddressesPerName: 64,
 			InsertTimeout:       100 * time.Millisecond,
 			QueryTimeout:        2 * time.Second,
-			AllowPrivate:        []hostname.Pattern{{Kind: hostname.Wildcard, Name: "home.arpa"}},
+			AllowPrivate:        []hostname.Pattern{{Kind: hostname.Wildcard, Name: "corp.contoso.example"}},
 			RateLimit:           200,
 			Burst:               400,
 			MaxInFlight:         64,
