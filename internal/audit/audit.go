@@ -81,6 +81,11 @@ type Packet struct {
 	UID, GID *uint32
 	// InIface and OutIface are interface names, empty when unknown.
 	InIface, OutIface string
+	// Leaving says the packet was logged on its way out of the device (it
+	// had an output device and no input device). An inbound denial logged
+	// this way is the device's answer to a remote client, such as a SYN-ACK
+	// of a listener that is not the app that declared the port.
+	Leaving bool
 }
 
 // Sink receives what a Source reads. *Log is one.
@@ -336,6 +341,11 @@ func (l *Log) Deliver(p Packet) {
 		OutIface:  p.OutIface,
 		Fragment:  flow.Fragment,
 		Truncated: flow.Truncated,
+	}
+	if pre.Direction == logprefix.In && p.Leaving {
+		// Record the client's attempt, not the device's answer to it.
+		rec.Src, rec.Dst = rec.Dst, rec.Src
+		rec.SrcPort, rec.DstPort = rec.DstPort, rec.SrcPort
 	}
 	if flow.Proto == ProtoICMP || flow.Proto == ProtoICMPv6 {
 		rec.ICMP = &ICMP{Type: flow.ICMPType, Code: flow.ICMPCode}

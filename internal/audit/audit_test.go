@@ -142,6 +142,21 @@ func TestDeliverRecord(t *testing.T) {
 			},
 		},
 		{
+			name:  "inbound, logged leaving: the answer is turned back into the client's attempt",
+			namer: names,
+			pkt: Packet{
+				Prefix:   "ph deny in news",
+				Payload:  ipv6(6, "2001:db8::2", "2001:db8:1::9", tcpHdr(8080, 51000, SYN|ACK)),
+				OutIface: "wlan0",
+				Leaving:  true,
+			},
+			want: Record{
+				ID: 1, Count: 1, App: "news", Verdict: logprefix.Deny, Direction: logprefix.In,
+				Proto: ProtoTCP, Src: addr("2001:db8:1::9"), SrcPort: 51000, Dst: addr("2001:db8::2"), DstPort: 8080,
+				TCPFlags: SYN | ACK, OutIface: "wlan0", Hosts: []string{"news.example"},
+			},
+		},
+		{
 			name: "icmp without a namer",
 			pkt: Packet{
 				Prefix:  "ph deny out unmanaged",

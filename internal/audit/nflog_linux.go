@@ -84,6 +84,7 @@ func (n *NFLOG) Run(ctx context.Context, sink Sink) error {
 		if a.OutDev != nil {
 			p.OutIface = ifn.name(*a.OutDev)
 		}
+		p.Leaving = a.OutDev != nil && a.InDev == nil
 		sink.Deliver(p)
 		return 0
 	}

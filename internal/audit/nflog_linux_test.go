@@ -192,7 +192,7 @@ func TestNFLOGNetNS(t *testing.T) {
 	nftTable(t, bed.NetnsPath, randName("audit_"), fmt.Sprintf(`
 	chain o {
 		type filter hook output priority 0; policy accept;
-		udp dport 4242 log group %d prefix "ph deny in unmanaged" drop
+		udp dport 4242 log group %d prefix "ph deny out unmanaged" drop
 	}`, group))
 	ns, err := os.Open(bed.NetnsPath)
 	if err != nil {
