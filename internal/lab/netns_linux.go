@@ -2,18 +2,18 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pinhole-net/pinhole/internal/netns"
 )
 
 // networkScript is the lab's network as ip(8) batch lines per namespace.
@@ -65,7 +65,7 @@ func createNetwork(p *Plan) error {
 	}
 	for ns, kv := range sysctls {
 		maps.Copy(kv, noDAD)
-		if err := inNetns(NetnsPath(ns), func() error { return writeSysctls(kv) }); err != nil {
+		if err := netns.Do(NetnsPath(ns), func() error { return writeSysctls(kv) }); err != nil {
 			return err
 		}
 	}
@@ -147,50 +147,11 @@ func deleteNetns(name string) error {
 	return ipBatch("", []string{"netns del " + name})
 }
 
-// inNetns runs fn on an OS thread that has joined the namespace at path. If
-// the thread cannot go back, it stays locked and the runtime discards it.
-func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("join %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return from %s: %w", path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("in %s: %w", path, err)
-	}
-	return nil
-}
-
 // DialIn connects from inside the named namespace; the connection keeps
 // that namespace whichever thread uses it later.
 func DialIn(ctx context.Context, netnsName, network, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetns(NetnsPath(netnsName), func() error {
+	err := netns.Do(NetnsPath(netnsName), func() error {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
 		conn = c

@@ -10,3 +10,6 @@ func Of(pid int) (ID, error) { return ID{}, errors.ErrUnsupported }
 // IsInitial reports whether the process is in the initial network namespace
 // (Linux only).
 func IsInitial() (bool, error) { return false, errors.ErrUnsupported }
+
+// Do runs fn inside the network namespace at path (Linux only).
+func Do(path string, fn func() error) error { return errors.ErrUnsupported }

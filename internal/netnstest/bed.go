@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pinhole-net/pinhole/internal/netns"
 )
 
 // Bed is an "internet" network namespace joined to the current ("device")
@@ -152,7 +153,7 @@ func (b *Bed) setup() error {
 	}
 	// A new namespace does not forward, but make sure: the internet side must
 	// be a dead end whatever the defaults are.
-	return inNetns(b.NetnsPath, func() error {
+	return netns.Do(b.NetnsPath, func() error {
 		for _, k := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding"} {
 			if err := os.WriteFile("/proc/sys/net/"+k, []byte("0"), 0); err != nil {
 				return err
@@ -173,46 +174,6 @@ func ipBatch(ns string, lines []string) error {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ip %s <<%q: %w: %s", strings.Join(args, " "), lines, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// inNetns runs fn on a thread that has joined the network namespace at path,
-// then moves the thread back. If it cannot move back, the thread stays locked
-// and the runtime discards it, so no other goroutine runs in that namespace.
-func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("join %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return from %s: %w", path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
-		return fmt.Errorf("in %s: %w", path, err)
 	}
 	return nil
 }
