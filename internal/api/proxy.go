@@ -3,24 +3,15 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"net/netip"
 	"slices"
-	"strings"
 
-	"github.com/pinhole-net/pinhole/internal/hostname"
-)
-
-// Limits of the proxy settings, as Azure Sphere's networking API has them.
-const (
-	MaxProxyAddressLen    = 255
-	MaxProxyCredentialLen = 63
-	MaxNoProxyLen         = 255
+	"github.com/pinhole-net/pinhole/internal/config"
 )
 
 // Proxy authentication types.
 const (
-	ProxyAnonymous = "anonymous"
-	ProxyBasic     = "basic"
+	ProxyAnonymous = string(config.ProxyAnonymous)
+	ProxyBasic     = string(config.ProxyBasic)
 )
 
 // ProxySettings is the upstream HTTP proxy as GET /net/proxy shows it and
@@ -95,7 +86,7 @@ func (r *ProxyRequest) Settings() (ProxySettings, error) {
 	s.NoProxyAddresses = []string{}
 	total := 0
 	for i, e := range r.NoProxyAddresses {
-		v, err := noProxyEntry(e)
+		v, err := config.NoProxyEntry(e)
 		if err != nil {
 			return bad("InvalidNoProxyAddresses", "noProxyAddresses[%d]: %v", i, err)
 		}
@@ -108,8 +99,8 @@ func (r *ProxyRequest) Settings() (ProxySettings, error) {
 		total += len(v)
 		s.NoProxyAddresses = append(s.NoProxyAddresses, v)
 	}
-	if total > MaxNoProxyLen {
-		return bad("InvalidNoProxyAddresses", "noProxyAddresses: %d characters written with commas, more than %d", total, MaxNoProxyLen)
+	if total > config.MaxNoProxyLen {
+		return bad("InvalidNoProxyAddresses", "noProxyAddresses: %d characters written with commas, more than %d", total, config.MaxNoProxyLen)
 	}
 	if r.AuthenticationType == nil {
 		return bad("InvalidProxyClientAuthType", "authenticationType: missing (anonymous or basic)")
@@ -123,13 +114,10 @@ func (r *ProxyRequest) Settings() (ProxySettings, error) {
 		if r.Username == nil || r.Password == nil {
 			return bad("BasicAuthrequiresUsernameAndPassword", "basic authentication needs a username and a password")
 		}
-		if err := credential(*r.Username); err != nil {
+		if err := config.CheckProxyUsername(*r.Username); err != nil {
 			return bad("InvalidUsername", "username: %v", err)
 		}
-		if strings.Contains(*r.Username, ":") {
-			return bad("InvalidUsername", "username: a basic-auth user name cannot contain ':'")
-		}
-		if err := credential(*r.Password); err != nil {
+		if err := config.CheckProxyCredential(*r.Password); err != nil {
 			return bad("InvalidPassword", "password: %v", err)
 		}
 		s.Username, s.Password = *r.Username, *r.Password
@@ -145,59 +133,9 @@ func proxyAddress(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("empty")
 	}
-	if len(s) > MaxProxyAddressLen {
-		return "", fmt.Errorf("%d characters long, more than %d", len(s), MaxProxyAddressLen)
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		if a.Zone() != "" {
-			return "", fmt.Errorf("%q: an address with a zone", s)
-		}
-		return a.String(), nil
-	}
-	n, err := hostname.Normalize(s)
+	h, err := config.ParseProxyAddress(s)
 	if err != nil {
-		return "", fmt.Errorf("%q is neither an IP address nor a host name: %w", s, err)
+		return "", err
 	}
-	return n, nil
-}
-
-// noProxyEntry normalises a no-proxy entry: an address, a prefix, a host
-// name, or a domain suffix written ".domain" or "*.domain".
-func noProxyEntry(s string) (string, error) {
-	if strings.Contains(s, ",") {
-		return "", fmt.Errorf("%q: one entry per string, no commas", s)
-	}
-	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
-		return a.String(), nil
-	}
-	if pf, err := netip.ParsePrefix(s); err == nil {
-		return pf.Masked().String(), nil
-	}
-	if rest, ok := strings.CutPrefix(s, "."); ok {
-		s = "*." + rest
-	}
-	pat, err := hostname.ParsePattern(s)
-	if err != nil {
-		return "", fmt.Errorf("%q: %w", s, err)
-	}
-	if pat.Kind == hostname.Service {
-		return "", fmt.Errorf("%q is a DNS-SD service name, not a host", s)
-	}
-	return pat.String(), nil
-}
-
-// credential checks a basic-auth user name or password.
-func credential(s string) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("empty")
-	case len(s) > MaxProxyCredentialLen:
-		return fmt.Errorf("%d bytes long, more than %d", len(s), MaxProxyCredentialLen)
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c == 0x7f {
-			return fmt.Errorf("control character at byte %d", i)
-		}
-	}
-	return nil
+	return h.String(), nil
 }

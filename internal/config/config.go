@@ -200,6 +200,9 @@ func ParseHost(s string) (Host, error) {
 		if a.IsUnspecified() || a.IsMulticast() {
 			return Host{}, fmt.Errorf("%s is not a unicast address", s)
 		}
+		if a.Zone() != "" {
+			return Host{}, fmt.Errorf("%s: an address with a zone names a link, not a host", s)
+		}
 		return Host{Addr: a.Unmap()}, nil
 	}
 	p, err := hostname.ParsePattern(s)
@@ -254,7 +257,7 @@ func (p Proxy) ReadPassword() (string, error) {
 		}
 		pw = pw[:i]
 	}
-	if err := checkCredential(pw); err != nil {
+	if err := CheckProxyCredential(pw); err != nil {
 		return "", fmt.Errorf("proxy password file %s: %w", p.PasswordFile, err)
 	}
 	return pw, nil

@@ -515,9 +515,9 @@ func (p *parser) time(t *Time, r *rawTime) {
 	}
 }
 
-// checkCredential applies the original's limits to a proxy user name or
-// password.
-func checkCredential(s string) error {
+// CheckProxyCredential applies the original's limits to a proxy user name or
+// password: 1 to 63 characters, no control characters.
+func CheckProxyCredential(s string) error {
 	switch {
 	case s == "":
 		return errors.New("empty")
@@ -532,22 +532,36 @@ func checkCredential(s string) error {
 	return nil
 }
 
+// CheckProxyUsername is CheckProxyCredential for a user name, which basic
+// authentication cannot carry with a ':' in it.
+func CheckProxyUsername(s string) error {
+	if err := CheckProxyCredential(s); err != nil {
+		return err
+	}
+	if strings.Contains(s, ":") {
+		return errors.New("a basic-auth user name cannot contain ':'")
+	}
+	return nil
+}
+
+// ParseProxyAddress reads a proxy's host, an IP address or a host name of at
+// most MaxProxyAddressLen characters.
+func ParseProxyAddress(s string) (Host, error) {
+	if len(s) > MaxProxyAddressLen {
+		return Host{}, fmt.Errorf("%d characters, more than %d", len(s), MaxProxyAddressLen)
+	}
+	return ParseHost(s)
+}
+
 func (p *parser) proxy(px *Proxy, r *rawProxy) {
 	if r == nil {
 		return
 	}
 	if r.Address.set() {
-		v := r.Address.n.Value
-		switch {
-		case len(v) > MaxProxyAddressLen:
-			p.errorAt("proxy.address", r.Address.n, "%d characters, more than %d", len(v), MaxProxyAddressLen)
-		default:
-			h, err := ParseHost(v)
-			if err != nil {
-				p.errorAt("proxy.address", r.Address.n, "%v", err)
-			} else {
-				px.Address = h
-			}
+		if h, err := ParseProxyAddress(r.Address.n.Value); err != nil {
+			p.errorAt("proxy.address", r.Address.n, "%v", err)
+		} else {
+			px.Address = h
 		}
 	}
 	if r.Port.set() {
@@ -566,16 +580,14 @@ func (p *parser) proxy(px *Proxy, r *rawProxy) {
 	px.Auth = ProxyAuth(p.enum(r.Authentication, "proxy.authentication", string(ProxyAnonymous), string(ProxyAnonymous), string(ProxyBasic)))
 	if r.Username.set() {
 		v := r.Username.n.Value
-		if err := checkCredential(v); err != nil {
+		if err := CheckProxyUsername(v); err != nil {
 			p.errorAt("proxy.username", r.Username.n, "%v", err)
-		} else if strings.Contains(v, ":") {
-			p.errorAt("proxy.username", r.Username.n, "a basic-auth user name cannot contain ':'")
 		} else {
 			px.Username = v
 		}
 	}
 	if r.Password.set() {
-		if err := checkCredential(r.Password.n.Value); err != nil {
+		if err := CheckProxyCredential(r.Password.n.Value); err != nil {
 			p.errorAt("proxy.password", r.Password.n, "%v", err)
 		} else {
 			px.Password = r.Password.n.Value
@@ -611,7 +623,7 @@ func (p *parser) proxy(px *Proxy, r *rawProxy) {
 			continue
 		}
 		path := fmt.Sprintf("proxy.no_proxy[%d]", i)
-		v, err := noProxyEntry(s.n.Value)
+		v, err := NoProxyEntry(s.n.Value)
 		if err != nil {
 			p.errorAt(path, s.n, "%v", err)
 			continue
@@ -631,10 +643,13 @@ func (p *parser) proxy(px *Proxy, r *rawProxy) {
 	}
 }
 
-// noProxyEntry normalises a no-proxy entry: an address, a prefix, a host
+// NoProxyEntry normalises a no-proxy entry: an address, a prefix, a host
 // name, or a domain suffix written ".domain" or "*.domain".
-func noProxyEntry(s string) (string, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
+func NoProxyEntry(s string) (string, error) {
+	if strings.Contains(s, ",") {
+		return "", fmt.Errorf("%q: one entry per string, no commas", s)
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
 		return a.String(), nil
 	}
 	if pf, err := netip.ParsePrefix(s); err == nil {
