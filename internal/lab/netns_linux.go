@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
@@ -160,28 +159,14 @@ func DialIn(ctx context.Context, netnsName, network, addr string) (net.Conn, err
 	return conn, err
 }
 
-// netnsPids lists the processes in the named namespace.
+// netnsPids lists the processes in the named namespace; none when it does
+// not exist.
 func netnsPids(name string) ([]int, error) {
-	var ns unix.Stat_t
-	if err := unix.Stat(NetnsPath(name), &ns); err != nil {
+	id, err := netns.OfPath(NetnsPath(name))
+	if err != nil {
 		return nil, nil
 	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && st.Dev == ns.Dev && st.Ino == ns.Ino {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
+	return netns.Pids(id)
 }
 
 // killNetns SIGKILLs every process in the named namespace until none is

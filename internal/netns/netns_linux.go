@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -97,4 +98,35 @@ func Do(path string, fn func() error) error {
 		return fmt.Errorf("in %s: %w", path, err)
 	}
 	return nil
+}
+
+// OfPath returns the network namespace of a namespace file, such as
+// /run/netns/NAME.
+func OfPath(path string) (ID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return ID{}, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	return ID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// Pids lists the processes in network namespace id, by the namespace of
+// their main thread. Exited processes (zombies) have none and are not listed.
+func Pids(id ID) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && st.Dev == id.Dev && st.Ino == id.Ino {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

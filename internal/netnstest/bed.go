@@ -318,7 +318,7 @@ func killNetnsProcs(path string, timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		pids, err := netnsPids(ns.Dev, ns.Ino)
+		pids, err := netns.Pids(netns.ID{Dev: ns.Dev, Ino: ns.Ino})
 		if err != nil {
 			return fmt.Errorf("list processes in %s: %w", path, err)
 		}
@@ -333,25 +333,4 @@ func killNetnsProcs(path string, timeout time.Duration) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// netnsPids lists the processes whose network namespace is (dev, ino).
-// Exited processes (zombies) have no namespace any more and are not listed.
-func netnsPids(dev, ino uint64) ([]int, error) {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) == nil && st.Dev == dev && st.Ino == ino {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
 }
