@@ -16,34 +16,44 @@ import (
 )
 
 // BenchmarkAllow is the kernel side of insert-before-answer: one firewall
-// transaction refreshing n elements of one app, acknowledged.
+// transaction of n elements of one app, acknowledged; new=false refreshes
+// the same elements, new=true adds fresh ones each time (the miss path).
 func BenchmarkAllow(b *testing.B) {
-	for _, n := range []int{1, 10, 100, 1000} {
-		b.Run(fmt.Sprintf("elements=%d", n), func(b *testing.B) {
-			netnstest.RequireDevice(b)
-			fw, err := firewall.New(firewall.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer fw.Close()
-			defer fw.Remove()
-			p := policy.Finish(&policy.Policy{Mode: policy.ModeEnforce, Unmanaged: policy.UnmanagedAllow, SystemMark: policy.DefaultSystemMark, NFLOGGroup: 100,
-				Apps: []*policy.App{{Name: "bench", Identity: policy.Identity{Kind: policy.ByUID, UID: 45678}}}})
-			if err := fw.Apply(p, nil); err != nil {
-				b.Fatal(err)
-			}
-			elems := make([]firewall.Element, n)
-			for i := range elems {
-				elems[i] = firewall.Element{App: "bench", Addr: netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), Proto: policy.TCP, Port: 443, Timeout: time.Minute}
-			}
-			b.ResetTimer()
-			for b.Loop() {
-				if err := fw.Allow(elems); err != nil {
+	for _, fresh := range []bool{false, true} {
+		for _, n := range []int{1, 10, 100, 1000} {
+			b.Run(fmt.Sprintf("new=%v/elements=%d", fresh, n), func(b *testing.B) {
+				netnstest.RequireDevice(b)
+				fw, err := firewall.New(firewall.Options{})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/element")
-		})
+				defer fw.Close()
+				defer fw.Remove()
+				p := policy.Finish(&policy.Policy{Mode: policy.ModeEnforce, Unmanaged: policy.UnmanagedAllow, SystemMark: policy.DefaultSystemMark, NFLOGGroup: 100,
+					Apps: []*policy.App{{Name: "bench", Identity: policy.Identity{Kind: policy.ByUID, UID: 45678}}}})
+				if err := fw.Apply(p, nil); err != nil {
+					b.Fatal(err)
+				}
+				elems := make([]firewall.Element, n)
+				for i := range elems {
+					elems[i] = firewall.Element{App: "bench", Addr: netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), Proto: policy.TCP, Port: 443, Timeout: time.Minute}
+				}
+				b.ResetTimer()
+				i := 0
+				for b.Loop() {
+					if fresh {
+						for j := range elems {
+							i++
+							elems[j].Addr = netip.AddrFrom4([4]byte{198, byte(18 + i>>16), byte(i >> 8), byte(i)})
+						}
+					}
+					if err := fw.Allow(elems); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/element")
+			})
+		}
 	}
 }
 

@@ -271,15 +271,19 @@ func (px *Proxy) Ports() map[string]uint16 {
 // stub is one app's listeners: UDP and TCP on each listen address.
 type stub struct {
 	port    uint16
-	servers []*dns.Server
+	udp     []*udpStub
+	servers []*dns.Server // TCP
 	wg      sync.WaitGroup
 }
 
 func (px *Proxy) startStub(rt *appRuntime, port uint16) (*stub, error) {
 	st := &stub{port: port}
+	// Enough workers for the in-flight cap plus some that answer blocked
+	// and rate-limited queries meanwhile.
+	workers := cap(*rt.sem.Load()) + 16
 	for _, addr := range px.listen {
-		ap := netip.AddrPortFrom(addr, port).String()
-		pc, err := net.ListenPacket("udp", ap)
+		ap := netip.AddrPortFrom(addr, port)
+		pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
 		if err != nil {
 			if addr.Is6() && isAddrNotAvail(err) {
 				px.log.Warn("dns stub without IPv6 loopback", "app", rt.name, "err", err)
@@ -288,27 +292,31 @@ func (px *Proxy) startStub(rt *appRuntime, port uint16) (*stub, error) {
 			st.shutdown()
 			return nil, fmt.Errorf("dns stub for %s: %w", rt.name, err)
 		}
-		l, err := net.Listen("tcp", ap)
+		l, err := net.Listen("tcp", ap.String())
 		if err != nil {
 			pc.Close()
 			st.shutdown()
 			return nil, fmt.Errorf("dns stub for %s: %w", rt.name, err)
 		}
-		udp := &dns.Server{PacketConn: pc, UDPSize: 65535, Handler: px.handler(rt, false)}
-		tcp := &dns.Server{Listener: netutil.LimitListener(l, maxTCPConns), Handler: px.handler(rt, true)}
-		for _, srv := range []*dns.Server{udp, tcp} {
-			started := make(chan struct{})
-			srv.NotifyStartedFunc = func() { close(started) }
-			st.servers = append(st.servers, srv)
-			st.wg.Add(1)
-			go func() {
-				defer st.wg.Done()
-				if err := srv.ActivateAndServe(); err != nil {
-					px.log.Error("dns stub stopped", "app", rt.name, "err", err)
-				}
-			}()
-			<-started
-		}
+		st.udp = append(st.udp, newUDPStub(pc, workers, workerIdle, px.log, func(req *dns.Msg) *dns.Msg {
+			resp, _ := px.answer(px.ctx, rt, req, false)
+			if resp != nil {
+				resp.Truncate(clientUDPSize(req))
+			}
+			return resp
+		}))
+		srv := &dns.Server{Listener: netutil.LimitListener(l, maxTCPConns), Handler: px.handler(rt, true)}
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		st.servers = append(st.servers, srv)
+		st.wg.Add(1)
+		go func() {
+			defer st.wg.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				px.log.Error("dns stub stopped", "app", rt.name, "err", err)
+			}
+		}()
+		<-started
 	}
 	px.log.Info("dns stub listening", "app", rt.name, "port", port)
 	return st, nil
@@ -320,6 +328,9 @@ func isAddrNotAvail(err error) bool { return errors.Is(err, syscall.EADDRNOTAVAI
 func (st *stub) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	for _, u := range st.udp {
+		u.close()
+	}
 	for _, srv := range st.servers {
 		srv.ShutdownContext(ctx)
 	}

@@ -38,12 +38,13 @@ type upstream struct {
 type forwarder struct {
 	ups        []*upstream
 	preferred  atomic.Uint32 // index of the upstream that answered last
-	dialer     net.Dialer
+	mark       uint32
+	dialer     net.Dialer // for TCP
 	tryTimeout time.Duration
 }
 
 func newForwarder(addrs []netip.AddrPort, mark uint32, tryTimeout time.Duration) *forwarder {
-	f := &forwarder{tryTimeout: tryTimeout}
+	f := &forwarder{tryTimeout: tryTimeout, mark: mark}
 	for _, a := range addrs {
 		f.ups = append(f.ups, &upstream{addr: a})
 	}
@@ -118,7 +119,7 @@ func (f *forwarder) try(ctx context.Context, addr netip.AddrPort, wire []byte, q
 }
 
 func (f *forwarder) tryUDP(ctx context.Context, addr netip.AddrPort, wire []byte, q *dns.Msg, id uint16) (*dns.Msg, error) {
-	conn, err := f.dialer.DialContext(ctx, "udp", addr.String())
+	conn, err := dialUDP(addr, f.mark)
 	if err != nil {
 		return nil, err
 	}
