@@ -2,6 +2,9 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -167,5 +170,41 @@ func TestParseApplyAndSizes(t *testing.T) {
 	z := parseSizes("/x/dist/linux-armv7/pinholed  11993250 bytes\n# dnsmasq /usr/sbin/dnsmasq 484472 bytes\n# dnsmasq-libs 22 libraries 9000000 bytes\n")
 	if z.bins["linux-armv7/pinholed"] != 11993250 || z.dnsmasq != 484472 || z.dnsmasqLibs != 22 || z.libsBytes != 9e6 {
 		t.Errorf("sizes %+v", z)
+	}
+}
+
+// TestRenderMissingParts: a run where parts failed or did not run still
+// renders, and says so instead of showing figures.
+func TestRenderMissingParts(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("machine.txt", "date: 2026-11-29 17:54 UTC\ncommit: abc\ncores: 2\nwall_seconds: 621\n")
+	write("parts.tsv", "dns\t1\t12.5\nrace\t0\t10.3\n")
+	write("race.txt", "    lab_linux_test.go:520: race: 10000 cycles in 6.8s; SYN retransmissions 0, active opens 10000, failed attempts 0; inserts {}\n--- PASS: TestRace (7.54s)\n")
+	d, err := load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := render(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	for _, want := range []string{
+		"**Part `dns` failed in this run** (exit status 1)",
+		"**Not measured in this run**: part `firewall` did not run.",
+		"| cycles | 10,000 | — | — |",
+		"| wall time | 10 min 21 s |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "<no value>") || strings.Contains(text, "\n\n\n") {
+		t.Errorf("report has <no value> or a run of blank lines:\n%s", text)
 	}
 }
