@@ -43,11 +43,14 @@ cleanup() {
 	ip netns del $DEV 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # so that the EXIT trap cleans up
 # Only for commands in the foreground: a function run with & is a subshell,
 # and $! would not be the process to signal.
 indev() { ip netns exec $DEV "$@"; }
 
-# Two CPUs or more: dnsperf on CPU 0, servers on CPU 1.
+# Two CPUs or more: dnsperf on CPU 0, the upstream and the server under test
+# on CPU 1. (dnsperf with one query outstanding paces itself badly when it
+# shares a CPU with the server it measures: tens of queries per second.)
 if [ "$(nproc)" -ge 2 ]; then load=(taskset -c 0); srv=(taskset -c 1); else load=(); srv=(); fi
 
 go build -o $work/dnsbench ./bench/dnsbench
