@@ -141,6 +141,9 @@ func (d *doc) runTable(parts []partStatus) {
 	if u := strings.TrimSpace(m["uncommitted"]); u != "" {
 		commit += " with uncommitted changes in " + strings.Join(strings.Fields(u), ", ")
 	}
+	if e := m["commit_end"]; e != "" && e != m["commit"] {
+		commit += " (HEAD moved to `" + e + "` during the run; each part built the tree as it was when the part started)"
+	}
 	d.Run.add("commit", commit)
 	d.Run.add("machine", fmt.Sprintf("%s, %s cores, %s RAM", m["cpu"], m["cores"], m["memory"]))
 	d.Run.add("system", fmt.Sprintf("Linux %s, %s", m["kernel"], m["os"]))
@@ -241,7 +244,7 @@ func (d *doc) dnsSection(r dnsResults) dnsSection {
 			elements = append(elements, float64(st.Insert.Elements))
 		}
 		s.InsertHold = fmt.Sprintf("p50 %s, p99 %s", ns(p50.med()), ns(p99.med()))
-		s.Batches = fmt.Sprintf("%s elements in %s transactions (%s per transaction)", count(elements.med()), count(batches.med()), sig(elements.med()/batches.med()))
+		s.Batches = fmt.Sprintf("%s elements in %s transactions, %s per transaction", count(elements.med()), count(batches.med()), sig(elements.med()/batches.med()))
 	}
 	if x := r.runs["pinhole-latency-repeat"]; x != nil {
 		s.Repeat = fmt.Sprintf("p50 %s, p90 %s, p99 %s", us(x["p50"].med()), us(x["p90"].med()), us(x["p99"].med()))
@@ -416,8 +419,7 @@ func (d *doc) memorySection(daemon benchResults, p peerResults, dns dnsResults) 
 	s := memorySection{Missing: d.missing("daemon"), MissingPeers: d.missing("peers")}
 	idle := "BenchmarkIdleRSS/apps=10/learned=0"
 	loaded := "BenchmarkIdleRSS/apps=10/learned=100000"
-	names := num(p.load["dnsmasq"]["completed"])
-	s.PeerNames = count(names)
+	s.PeerNames = answered(p.load["dnsmasq"])
 	s.Table = table{Head: []string{"", "pinhole", "dnsmasq --nftset", "pinhole ÷ dnsmasq"}}
 	pIdle := daemon.get(idle, "MiB-RSS-idle").med() * 1024
 	pLoaded := daemon.get(loaded, "MiB-RSS-idle").med() * 1024
@@ -425,9 +427,9 @@ func (d *doc) memorySection(daemon benchResults, p peerResults, dns dnsResults) 
 	s.IdleRatio = ratio(pIdle, p.rssIdle["dnsmasq"])
 	s.LoadRatio = ratio(pLoaded, p.rssLoad["dnsmasq"])
 	s.Table.add("idle: pinholed with 10 apps; dnsmasq started", mib(pIdle), mib(p.rssIdle["dnsmasq"]), s.IdleRatio)
-	s.Table.add("pinholed with 100,000 learned addresses restored; dnsmasq after answering "+s.PeerNames+" names", mib(pLoaded), mib(p.rssLoad["dnsmasq"]), s.LoadRatio)
+	s.Table.add("pinholed with 100,000 learned addresses restored; dnsmasq after a list of "+s.PeerNames, mib(pLoaded), mib(p.rssLoad["dnsmasq"]), s.LoadRatio)
 	s.Table.add("DNS stub process (stubs, store, firewall; no API) idle", mib(p.rssIdle["pinhole"]), mib(p.rssIdle["dnsmasq"]), ratio(p.rssIdle["pinhole"], p.rssIdle["dnsmasq"]))
-	s.Table.add("DNS stub process right after answering "+count(num(p.load["pinhole"]["completed"]))+" names", mib(p.rssLoad["pinhole"]), mib(p.rssLoad["dnsmasq"]), ratio(p.rssLoad["pinhole"], p.rssLoad["dnsmasq"]))
+	s.Table.add("DNS stub process right after a list of "+answered(p.load["pinhole"]), mib(p.rssLoad["pinhole"]), mib(p.rssLoad["dnsmasq"]), ratio(p.rssLoad["pinhole"], p.rssLoad["dnsmasq"]))
 	if st := p.stub; st != nil {
 		s.Table.add("the same after a GC returned freed memory to the OS", mib(st.RSSKiB), mib(p.rssLoad["dnsmasq"]), ratio(st.RSSKiB, p.rssLoad["dnsmasq"]))
 		s.StubLearned = count(float64(st.LearnedEntries))
@@ -445,6 +447,18 @@ func (d *doc) memorySection(daemon benchResults, p peerResults, dns dnsResults) 
 			ms(daemon.get(c.name, "ms-reload").med()))
 	}
 	return s
+}
+
+// answered describes a dnsperf load: "100,000 names (99,909 answered)".
+func answered(load map[string]string) string {
+	sent, done := num(load["sent"]), num(load["completed"])
+	switch {
+	case bad(done):
+		return none + " names"
+	case bad(sent) || sent == done:
+		return count(done) + " names"
+	}
+	return fmt.Sprintf("%s names (%s answered)", count(sent), count(done))
 }
 
 type sizesSection struct {
@@ -520,7 +534,7 @@ func (d *doc) glance() {
 	}
 	if r := d.Memory.Table.Rows; len(r) > 1 {
 		t.add("RSS idle (pinholed, 10 apps)", r[0][1], "dnsmasq --nftset: "+r[0][2], r[0][3])
-		t.add("RSS with 100,000 learned addresses (pinholed) / after "+d.Memory.PeerNames+" names (dnsmasq)", r[1][1], "dnsmasq --nftset: "+r[1][2], r[1][3])
+		t.add("RSS with 100,000 learned addresses (pinholed) / after a list of "+d.Memory.PeerNames+" (dnsmasq)", r[1][1], "dnsmasq --nftset: "+r[1][2], r[1][3])
 	}
 	if r := d.Sizes.Table.Rows; len(r) > 0 && d.Sizes.DnsmasqBin != "" {
 		t.add("pinholed binary, linux/arm, static", r[0][1], "dnsmasq, Debian amd64: "+d.Sizes.DnsmasqBin+" + "+d.Sizes.DnsmasqLibs, none)
