@@ -13,7 +13,7 @@ import (
 )
 
 // udpStub serves one stub address over UDP. One goroutine reads; workers
-// answer. Workers start when queries wait and none is idle, up to a bound,
+// answer. Workers start when more queries wait than workers idle, up to a bound,
 // and all but one end after idling, so an idle stub holds two goroutines and
 // a busy one does not pay for a new goroutine and its stack growth per query.
 type udpStub struct {
@@ -82,7 +82,10 @@ func (s *udpStub) read() {
 			s.dropped.Add(1)
 			continue
 		}
-		if s.idle.Load() == 0 && s.workers.Load() < s.maxWorkers {
+		// More queries waiting than idle workers: one more worker, up to the
+		// bound. (Comparing with zero idle workers would leave a burst that
+		// arrived before the idle one woke up waiting behind it.)
+		if int32(len(s.jobs)) > s.idle.Load() && s.workers.Load() < s.maxWorkers {
 			s.workers.Add(1)
 			s.wg.Add(1)
 			go s.work(true)
