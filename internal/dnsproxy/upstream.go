@@ -52,6 +52,10 @@ func newForwarder(addrs []netip.AddrPort, mark uint32, tryTimeout time.Duration)
 	return f
 }
 
+// close releases what the forwarder holds. It is idempotent and safe while
+// exchanges run: those may then fail.
+func (f *forwarder) close() {}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 
 // exchange tries the upstreams, starting with the one that answered last,
