@@ -186,6 +186,10 @@ type ReloadResult struct {
 	// RestartRequired names settings that changed but take effect only
 	// when pinholed restarts.
 	RestartRequired []string `json:"restartRequired,omitempty"`
+	// DNSUpstreams are the servers the DNS stubs forward to after the
+	// reload (empty when there are none, as with an empty resolv.conf; null
+	// for a dry run).
+	DNSUpstreams []string `json:"dnsUpstreams"`
 	// Took is how long the reload took, in milliseconds.
 	Took float64 `json:"tookMs"`
 }

@@ -117,7 +117,7 @@ func writeApp(w io.Writer, a api.App, now time.Time) error {
 	line("connections", "%d allowed, %d denied (new connections since the table was installed)", a.Packets.Allowed, a.Packets.Denied)
 	if len(a.DNSQueries) > 0 {
 		var parts []string
-		for _, v := range []string{"allowed", "blocked", "rebinding", "ratelimited", "upstream_error", "invalid"} {
+		for _, v := range []string{"allowed", "blocked", "rebinding", "ratelimited", "upstream_error", "no_upstream", "invalid", "audit"} {
 			if n := a.DNSQueries[v]; n > 0 || v == "allowed" || v == "blocked" {
 				parts = append(parts, fmt.Sprintf("%d %s", n, strings.ReplaceAll(v, "_", " ")))
 			}

@@ -75,6 +75,9 @@ func writeReload(w io.Writer, r api.ReloadResult) error {
 		}
 	}
 	fmt.Fprintf(w, "%s: %d apps (%s); %d learned addresses kept; took %.1f ms\n", verb, r.Apps, listOr(changes, "no app changed"), r.KeptLearned, r.Took)
+	if !r.DryRun && r.DNSUpstreams != nil {
+		fmt.Fprintf(w, "dns upstreams: %s\n", listOr(r.DNSUpstreams, "none (queries of allowed names get SERVFAIL)"))
+	}
 	if len(r.RestartRequired) > 0 {
 		fmt.Fprintf(w, "restart pinholed for these changes to take effect: %s\n", strings.Join(r.RestartRequired, ", "))
 	}

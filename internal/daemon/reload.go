@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -68,6 +69,7 @@ func (d *Daemon) reload(dryRun bool) (api.ReloadResult, error) {
 	dnsErr := d.dns.Update(st.pol)
 	d.gate.Unlock()
 	res.KeptLearned = len(elems)
+	res.DNSUpstreams = upstreamStrings(d.dns.Upstreams())
 
 	if dnsErr != nil {
 		d.setProblem("dns", fmt.Sprintf("dns stubs: %v", dnsErr))
@@ -92,8 +94,16 @@ func (d *Daemon) reload(dryRun bool) (api.ReloadResult, error) {
 	debug.FreeOSMemory()
 	res.Took = ms(time.Since(start))
 	d.log.Info("reloaded", "apps", res.Apps, "added", res.Added, "removed", res.Removed, "changed", res.Changed,
-		"kept_learned", res.KeptLearned, "restart_required", res.RestartRequired, "took", time.Since(start))
+		"kept_learned", res.KeptLearned, "dns_upstreams", res.DNSUpstreams, "restart_required", res.RestartRequired, "took", time.Since(start))
 	return res, nil
+}
+
+func upstreamStrings(ups []netip.AddrPort) []string {
+	out := []string{}
+	for _, u := range ups {
+		out = append(out, u.String())
+	}
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -161,9 +171,8 @@ func restartRequired(old, nu *state) []string {
 	add(o.StateDir != n.StateDir, "state_dir")
 	add(o.Log.Format != n.Log.Format, "log.format")
 	add(o.ServiceLink != n.ServiceLink, "service_link")
-	add(!slices.Equal(old.pol.DNS.Upstreams, nu.pol.DNS.Upstreams), "dns.upstreams")
-	add(old.pol.DNS.QueryTimeout != nu.pol.DNS.QueryTimeout, "dns.query_timeout")
-	add(old.pol.SystemMark != nu.pol.SystemMark, "system_mark")
+	// dns.upstreams, dns.query_timeout and system_mark apply on reload: the
+	// DNS proxy builds a new forwarder when they change.
 	return out
 }
 

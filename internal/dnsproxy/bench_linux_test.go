@@ -85,7 +85,7 @@ func BenchmarkAnswer(b *testing.B) {
 	})
 	b.Run("upstream", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := px.fwd.exchange(context.Background(), upstreamQuery(req), false); err != nil {
+			if _, err := px.fwd.Load().exchange(context.Background(), upstreamQuery(req), false); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -64,9 +64,14 @@ func (px *Proxy) decide(ctx context.Context, rt *appRuntime, req *dns.Msg, tcp b
 		return refuse(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "pinhole: app "+rt.name+" has too many DNS queries in flight"), RateLimited
 	}
 
+	if px.exch == nil && len(px.fwd.Load().ups) == 0 {
+		px.logLimited(rt, slog.LevelWarn, "dns query without upstream servers", "name", name, "resolv_conf_problem", pol.DNS.ResolvConfProblem)
+		return refuse(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNotReady, "pinhole: no upstream DNS servers (resolv.conf lists none yet)"), NoUpstream
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, maxDeadline)
 	defer cancel()
-	up, err := px.exch.exchange(ctx, upstreamQuery(req), tcp)
+	up, err := px.exchange(ctx, upstreamQuery(req), tcp)
 	if err != nil {
 		px.logLimited(rt, slog.LevelWarn, "dns upstream failed", "name", name, "err", err)
 		return refuse(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "pinhole: no upstream DNS server answered"), UpstreamError

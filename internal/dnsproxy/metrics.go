@@ -24,10 +24,16 @@ const (
 	UpstreamError
 	// Invalid: not a single standard query; FORMERR or NOTIMP.
 	Invalid
+	// NoUpstream: the policy has no upstream servers (an empty
+	// resolv.conf); SERVFAIL.
+	NoUpstream
+	// Audit: audit mode forwarded a query that enforce mode would have
+	// blocked or refused; the addresses are not opened.
+	Audit
 	numVerdicts
 )
 
-var verdictNames = [numVerdicts]string{"allowed", "blocked", "rebinding", "ratelimited", "upstream_error", "invalid"}
+var verdictNames = [numVerdicts]string{"allowed", "blocked", "rebinding", "ratelimited", "upstream_error", "invalid", "no_upstream", "audit"}
 
 func (v Verdict) String() string {
 	if v < numVerdicts {
@@ -152,7 +158,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.queries, rt.counts[v].Load(), rt.name, v.String())
 		}
 	}
-	for _, up := range px.fwd.ups {
+	for _, up := range px.fwd.Load().ups {
 		counter(c.upQueries, up.queries.Load(), up.addr.String())
 		counter(c.upErrors, up.errors.Load(), up.addr.String())
 	}

@@ -71,7 +71,9 @@ type Proxy struct {
 	store  *learned.Store
 	log    *slog.Logger
 	listen []netip.Addr
-	fwd    *forwarder
+	// fwd is the forwarder of the current upstreams, mark and timeout;
+	// Update replaces it when they change. exch, if set, replaces it (tests).
+	fwd    atomic.Pointer[forwarder]
 	exch   exchanger
 	commit *committer
 	pol    atomic.Pointer[policy.Policy]
@@ -119,11 +121,8 @@ func New(opts Options) (*Proxy, error) {
 		px.listen = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
 	}
 	p := opts.Policy
-	px.fwd = newForwarder(p.DNS.Upstreams, p.SystemMark, durOr(p.DNS.QueryTimeout, DefaultQueryTimeout))
-	px.exch = px.fwd
-	if opts.exchanger != nil {
-		px.exch = opts.exchanger
-	}
+	px.fwd.Store(forwarderFor(p))
+	px.exch = opts.exchanger
 	px.pol.Store(p)
 	px.ctx, px.cancel = context.WithCancel(context.Background())
 	px.commit = newCommitter(opts.Inserter, opts.Store, px.log)
@@ -196,6 +195,7 @@ func (px *Proxy) Update(p *policy.Policy) error {
 		return errors.New("dnsproxy: closed")
 	}
 	px.pol.Store(p)
+	px.swapForwarder(p)
 	for _, a := range p.Identities() {
 		px.runtimeLocked(a.Name, p.DNS)
 	}
@@ -254,6 +254,7 @@ func (px *Proxy) Close() error {
 		st.shutdown()
 	}
 	px.commit.close()
+	px.fwd.Load().close()
 	return nil
 }
 
@@ -419,7 +420,7 @@ func (px *Proxy) Stats() Stats {
 		}
 		return 0
 	})
-	for _, up := range px.fwd.ups {
+	for _, up := range px.fwd.Load().ups {
 		s.Upstreams = append(s.Upstreams, UpstreamStats{Addr: up.addr, Queries: up.queries.Load(), Errors: up.errors.Load()})
 	}
 	s.Insert = InsertStats{
@@ -462,7 +463,7 @@ func (px *Proxy) Resolve(ctx context.Context, app, name string, qtype uint16) ([
 		return nil, fmt.Errorf("resolve %s for %s: %w", name, app, ErrRebinding)
 	case RateLimited:
 		return nil, fmt.Errorf("resolve %s for %s: %w", name, app, ErrRateLimited)
-	case UpstreamError, Invalid:
+	case UpstreamError, Invalid, NoUpstream:
 		return nil, fmt.Errorf("resolve %s for %s: %w", name, app, ErrUpstream)
 	}
 	switch resp.Rcode {
