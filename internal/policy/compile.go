@@ -126,9 +126,13 @@ func (c *compiler) dns() DNS {
 		MaxInFlight:    d.MaxInFlight,
 	}
 	if len(out.Upstreams) == 0 {
+		// An empty or missing resolv.conf is normal before DHCP has run: the
+		// policy compiles without upstreams and the daemon watches the file.
+		out.ResolvConf = d.ResolvConf
 		ups, err := c.env.ReadResolvConf(d.ResolvConf)
 		if err != nil {
-			c.problem("dns: no upstreams in the config and %v", err)
+			out.ResolvConfProblem = err.Error()
+			ups = nil
 		}
 		out.Upstreams = ups
 	}

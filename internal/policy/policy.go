@@ -249,7 +249,15 @@ type ServiceLink struct {
 
 // DNS holds what the resolver stubs and the learned store need.
 type DNS struct {
-	Upstreams     []netip.AddrPort
+	// Upstreams are the servers the stubs forward to; none is legal (an
+	// empty resolv.conf at boot) and makes allowed names SERVFAIL.
+	Upstreams []netip.AddrPort
+	// ResolvConf is the file Upstreams were read from, empty when the
+	// config lists them; the daemon watches it. ResolvConfProblem says why
+	// it gave no upstreams, if it gave none.
+	ResolvConf        string
+	ResolvConfProblem string
+
 	StubPortBase  uint16
 	TTLFloor      time.Duration
 	TTLCeiling    time.Duration
