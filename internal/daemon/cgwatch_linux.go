@@ -13,11 +13,13 @@ import (
 	"github.com/pinhole-net/pinhole/internal/cgroup"
 )
 
-// inotifier watches cgroup directories with inotify.
+// inotifier watches directories (cgroup directories, or resolv.conf's)
+// with inotify.
 type inotifier struct {
 	f    *os.File
 	fd   int
 	root string
+	mask uint32
 	ch   chan struct{}
 	done chan struct{}
 
@@ -25,16 +27,35 @@ type inotifier struct {
 	wds map[string]int // absolute dir -> watch descriptor
 }
 
+// newNotifier watches cgroup directories for subdirectories that come and go.
 func newNotifier() (notifier, error) {
 	root, err := cgroup.Root()
 	if err != nil {
 		return nil, err
 	}
+	return asNotifier(newInotifier(root, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM|unix.IN_DELETE_SELF|unix.IN_ONLYDIR))
+}
+
+// newFileNotifier watches directories (absolute paths) for files that are
+// written, created, renamed or deleted, as resolv.conf is.
+func newFileNotifier() (notifier, error) {
+	return asNotifier(newInotifier("/", unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM|unix.IN_CLOSE_WRITE|unix.IN_MODIFY|unix.IN_DELETE_SELF|unix.IN_ONLYDIR))
+}
+
+// asNotifier keeps a failed *inotifier from becoming a non-nil interface.
+func asNotifier(n *inotifier, err error) (notifier, error) {
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func newInotifier(root string, mask uint32) (*inotifier, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("inotify: %w", err)
 	}
-	n := &inotifier{f: os.NewFile(uintptr(fd), "inotify"), fd: fd, root: root,
+	n := &inotifier{f: os.NewFile(uintptr(fd), "inotify"), fd: fd, root: root, mask: mask,
 		ch: make(chan struct{}, 1), done: make(chan struct{}), wds: map[string]int{}}
 	go n.read()
 	return n, nil
@@ -93,7 +114,7 @@ func (n *inotifier) watch(dirs []string) error {
 		if _, ok := n.wds[abs]; ok {
 			continue
 		}
-		wd, err := unix.InotifyAddWatch(n.fd, abs, unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_TO|unix.IN_MOVED_FROM|unix.IN_DELETE_SELF|unix.IN_ONLYDIR)
+		wd, err := unix.InotifyAddWatch(n.fd, abs, n.mask)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("watch %s: %w", abs, err))
 			continue

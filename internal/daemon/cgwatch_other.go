@@ -5,3 +5,5 @@ package daemon
 import "errors"
 
 func newNotifier() (notifier, error) { return nil, errors.ErrUnsupported }
+
+func newFileNotifier() (notifier, error) { return nil, errors.ErrUnsupported }

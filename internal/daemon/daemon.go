@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/user"
 	"runtime/debug"
@@ -249,6 +250,7 @@ func (d *Daemon) startup(ctx context.Context) error {
 		d.setProblem("dns", fmt.Sprintf("dns stubs: %v", err))
 		d.log.Error("some dns stubs could not listen; their apps cannot resolve names", "err", err)
 	}
+	d.noteUpstreams(st.pol)
 
 	d.audit = audit.New(audit.Options{Dir: cfg.StateDir, Names: auditNamer{d}, Logger: d.log})
 	d.met.reg.MustRegister(newAuditCollector(d.audit))
@@ -274,12 +276,31 @@ func (d *Daemon) startup(ctx context.Context) error {
 		d.log.Warn("no inotify for cgroups; polling only", "err", err)
 		n2 = nil
 	}
-	d.bg.Add(2)
+	rw := &resolvWatcher{log: d.log, poll: resolvPoll, settle: resolvSettle, read: config.ReadResolvConf,
+		current: func() (string, []netip.AddrPort) {
+			p := d.st.Load().pol
+			return p.DNS.ResolvConf, p.DNS.Upstreams
+		},
+		reload: func() error { _, err := d.reload(false); return err },
+	}
+	n3, err := newFileNotifier()
+	if err != nil {
+		d.log.Warn("no inotify for resolv.conf; polling only", "err", err)
+		n3 = nil
+	}
+	d.bg.Add(3)
 	go func() {
 		defer d.bg.Done()
 		d.cg.run(bgCtx, n2)
 		if n2 != nil {
 			n2.close()
+		}
+	}()
+	go func() {
+		defer d.bg.Done()
+		rw.run(bgCtx, n3)
+		if n3 != nil {
+			n3.close()
 		}
 	}()
 	go func() {
@@ -486,6 +507,26 @@ func (d *Daemon) housekeeping(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// noteUpstreams logs the DNS servers a policy forwards to and reports
+// having none (resolv.conf empty before DHCP) as a problem.
+func (d *Daemon) noteUpstreams(p *policy.Policy) {
+	if len(p.DNS.Upstreams) > 0 {
+		d.setProblem("dns-upstreams", "")
+		from := "config"
+		if p.DNS.ResolvConf != "" {
+			from = p.DNS.ResolvConf
+		}
+		d.log.Info("dns upstreams", "servers", p.DNS.Upstreams, "from", from)
+		return
+	}
+	msg := "no upstream DNS servers: apps get SERVFAIL for the names they may resolve"
+	if p.DNS.ResolvConfProblem != "" {
+		msg += " (" + p.DNS.ResolvConfProblem + "; pinholed reloads when the file changes)"
+	}
+	d.setProblem("dns-upstreams", msg)
+	d.log.Warn(msg)
 }
 
 // setProblem records (or, with an empty message, clears) a degraded part

@@ -79,6 +79,7 @@ func (d *Daemon) reload(dryRun bool) (api.ReloadResult, error) {
 		d.setProblem("dns", "")
 	}
 	d.cg.setPolicy(st.pol)
+	d.noteUpstreams(st.pol)
 	d.auditMu.Lock()
 	group := d.auditGroup
 	d.auditMu.Unlock()
