@@ -18,6 +18,8 @@ type aggKey struct {
 	remote    netip.Addr
 	port      uint16
 	icmp      uint16 // type<<8 | code for ICMP and ICMPv6
+	name      string // DNS records: the name asked
+	qtype     string
 }
 
 func keyOf(r *Record) aggKey {
@@ -28,6 +30,8 @@ func keyOf(r *Record) aggKey {
 		proto:     r.Proto,
 		remote:    r.Remote().Addr(),
 		port:      r.DstPort,
+		name:      r.Name,
+		qtype:     r.QType,
 	}
 	if r.ICMP != nil {
 		k.icmp = uint16(r.ICMP.Type)<<8 | uint16(r.ICMP.Code)

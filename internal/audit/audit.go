@@ -20,12 +20,15 @@ import (
 	"github.com/pinhole-net/pinhole/internal/logprefix"
 )
 
-// Record is one denied (or, in audit mode, would-be-denied) flow. Repeats of
-// the same flow within the aggregation window raise Count and Last instead of
-// making new records; a record with an ID seen before is a later state of
-// that record and replaces it.
+// Record is one denied (or, in audit mode, would-be-denied) flow, or, with
+// Kind "dns", a lookup audit mode answered that enforce mode would have
+// refused. Repeats of the same flow (or app and name) within the
+// aggregation window raise Count and Last instead of making new records; a
+// record with an ID seen before is a later state of that record and
+// replaces it.
 type Record struct {
 	ID    uint64    `json:"id"`
+	Kind  Kind      `json:"kind,omitempty"`
 	First time.Time `json:"first"`
 	Last  time.Time `json:"last"`
 	Count uint64    `json:"count"`
@@ -55,6 +58,13 @@ type Record struct {
 	LearnedBy []string `json:"learned_by,omitempty"`
 	Fragment  bool     `json:"fragment,omitempty"`
 	Truncated bool     `json:"truncated,omitempty"`
+
+	// Of DNS records: the name asked, its query type, the answer's
+	// addresses and what enforce mode would have done.
+	Name   string       `json:"name,omitempty"`
+	QType  string       `json:"qtype,omitempty"`
+	Addrs  []netip.Addr `json:"addrs,omitempty"`
+	Reason string       `json:"reason,omitempty"`
 }
 
 // ICMP is the type and code of an ICMP or ICMPv6 message.
@@ -244,6 +254,8 @@ type Log struct {
 	lost    uint64
 	evicted uint64
 	dropped uint64
+	// dnsNames are the names of audit-mode answers by app and address.
+	dnsNames map[dnsKey][]dnsName
 
 	disk *diskLog // nil without Dir
 	stop chan struct{}
@@ -261,16 +273,17 @@ type subscriber struct {
 func New(opts Options) *Log {
 	opts.setDefaults()
 	l := &Log{
-		opts:    opts,
-		log:     opts.Logger.With("component", "audit"),
-		lossy:   rate.Sometimes{First: 3, Interval: time.Minute},
-		nextID:  1,
-		agg:     newAggregator(opts.Window, opts.MaxAggregates),
-		ring:    newRing(opts.RingSize),
-		subs:    make(map[*subscriber]struct{}),
-		packets: make(map[StatKey]uint64),
-		records: make(map[StatKey]uint64),
-		stop:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger.With("component", "audit"),
+		lossy:    rate.Sometimes{First: 3, Interval: time.Minute},
+		nextID:   1,
+		agg:      newAggregator(opts.Window, opts.MaxAggregates),
+		ring:     newRing(opts.RingSize),
+		subs:     make(map[*subscriber]struct{}),
+		packets:  make(map[StatKey]uint64),
+		records:  make(map[StatKey]uint64),
+		stop:     make(chan struct{}),
+		dnsNames: make(map[dnsKey][]dnsName),
 	}
 	if opts.Dir != "" {
 		l.disk = newDiskLog(opts, l.log)
@@ -367,7 +380,7 @@ func (l *Log) Deliver(p Packet) {
 	l.mu.Unlock()
 
 	// Ask for names without holding the lock: the Namer has locks of its own.
-	rec.Hosts, rec.LearnedBy = l.lookup(rec.App, rec.Remote().Addr())
+	rec.Hosts, rec.LearnedBy = l.lookup(rec.App, rec.Remote().Addr(), now)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -404,11 +417,23 @@ func bump(m map[StatKey]uint64, k StatKey) {
 	m[k]++
 }
 
-func (l *Log) lookup(app string, addr netip.Addr) (hosts, others []string) {
-	if l.opts.Names == nil || !addr.IsValid() {
+func (l *Log) lookup(app string, addr netip.Addr, now time.Time) (hosts, others []string) {
+	if !addr.IsValid() {
 		return nil, nil
 	}
-	hosts = clip(l.opts.Names.Names(app, addr))
+	if audited := l.auditNames(app, addr, now); len(audited) > 0 {
+		// The names of audit-mode answers, which opened nothing.
+		hosts = audited
+	}
+	if l.opts.Names == nil {
+		return clip(hosts), nil
+	}
+	if learned := l.opts.Names.Names(app, addr); len(learned) > 0 {
+		hosts = append(hosts, learned...)
+		slices.Sort(hosts)
+		hosts = slices.Compact(hosts)
+	}
+	hosts = clip(hosts)
 	if ln, ok := l.opts.Names.(Learners); ok {
 		for _, a := range ln.LearnedBy(addr) {
 			if a != app && len(others) < maxNames {

@@ -36,6 +36,12 @@ Repeats of the same flow within a minute are one line with a count.
 An address with no host name was never looked up by that app: it used a
 hard-coded address, or one another app resolved (then "learned by" names it).
 
+In audit mode the DNS lookups that enforce mode would block (a name not in
+the app's AllowedConnections, or an answer rebinding protection would
+refuse) are answered and shown too, as PROTO dns with the name asked and
+the addresses answered; the connections that follow to those addresses
+show the name as their host.
+
 --follow keeps printing new denials as they happen, until interrupted.
 --json prints the records as JSON (one object per line with --follow).`,
 		Example: `  pinhole audit --app telemetry --since 1h
@@ -86,16 +92,36 @@ hard-coded address, or one another app resolved (then "learned by" names it).
 const auditHeader = "TIME      APP              ACTION  DIR  PROTO   REMOTE                                          COUNT  HOST"
 
 func auditLine(r audit.Record, now time.Time) string {
-	action, remote, host := auditFields(r)
-	return fmt.Sprintf("%-9s %-16s %-7s %-4s %-7s %-47s %-6d %s", when(r.Last, now), r.App, action, r.Direction, r.Proto, remote, r.Count, host)
+	action, dir, proto, remote, host := auditFields(r)
+	return fmt.Sprintf("%-9s %-16s %-7s %-4s %-7s %-47s %-6d %s", when(r.Last, now), r.App, action, dir, proto, remote, r.Count, host)
 }
 
-// auditFields words a record's verdict, remote end and host for people.
-func auditFields(r audit.Record) (action, remote, host string) {
+// maxShownAddrs bounds the answered addresses a DNS line shows.
+const maxShownAddrs = 4
+
+// auditFields words a record's verdict, direction, protocol, remote end and
+// host for people. A DNS record's remote is the name looked up, and its
+// host column says what enforce mode would have done and what was answered.
+func auditFields(r audit.Record) (action, dir, proto, remote, host string) {
 	action = "denied"
 	if r.Verdict == "audit" {
 		action = "audit"
 	}
+	if r.Kind == audit.KindDNS {
+		host = r.Reason
+		if len(r.Addrs) > 0 {
+			var addrs []string
+			for _, a := range r.Addrs[:min(len(r.Addrs), maxShownAddrs)] {
+				addrs = append(addrs, a.String())
+			}
+			if len(r.Addrs) > maxShownAddrs {
+				addrs = append(addrs, fmt.Sprintf("%d more", len(r.Addrs)-maxShownAddrs))
+			}
+			host += "; answered " + strings.Join(addrs, ", ")
+		}
+		return action, "out", "dns", "lookup " + r.Name + " " + r.QType, host
+	}
+	dir, proto = string(r.Direction), r.Proto.String()
 	ap := r.Remote()
 	remote = ap.Addr().String()
 	if ap.Port() != 0 {
@@ -112,7 +138,7 @@ func auditFields(r audit.Record) (action, remote, host string) {
 		}
 		host += ")"
 	}
-	return action, remote, host
+	return action, dir, proto, remote, host
 }
 
 func writeAudit(w io.Writer, recs []audit.Record, now time.Time) error {
@@ -123,8 +149,8 @@ func writeAudit(w io.Writer, recs []audit.Record, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tAPP\tACTION\tDIR\tPROTO\tREMOTE\tCOUNT\tHOST")
 	for _, r := range recs {
-		action, remote, host := auditFields(r)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", when(r.Last, now), r.App, action, r.Direction, r.Proto, remote, r.Count, host)
+		action, dir, proto, remote, host := auditFields(r)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", when(r.Last, now), r.App, action, dir, proto, remote, r.Count, host)
 	}
 	return tw.Flush()
 }

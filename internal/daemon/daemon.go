@@ -242,7 +242,12 @@ func (d *Daemon) startup(ctx context.Context) error {
 	d.met.lastReload.Set(float64(st.loaded.Unix()))
 	d.met.reg.MustRegister(newFirewallCollector(d.fw, d.log))
 
-	d.dns, err = dnsproxy.New(dnsproxy.Options{Policy: st.pol, Store: d.store, Inserter: gatedInserter{d}, Registerer: d.met.reg, Logger: d.log})
+	// The audit log comes before the DNS proxy, which records audit-mode
+	// lookups in it.
+	d.audit = audit.New(audit.Options{Dir: cfg.StateDir, Names: auditNamer{d}, Logger: d.log})
+	d.met.reg.MustRegister(newAuditCollector(d.audit))
+
+	d.dns, err = dnsproxy.New(dnsproxy.Options{Policy: st.pol, Store: d.store, Inserter: gatedInserter{d}, Audit: d.audit, Registerer: d.met.reg, Logger: d.log})
 	if err != nil {
 		return fmt.Errorf("dns proxy: %w", err)
 	}
@@ -252,8 +257,6 @@ func (d *Daemon) startup(ctx context.Context) error {
 	}
 	d.noteUpstreams(st.pol)
 
-	d.audit = audit.New(audit.Options{Dir: cfg.StateDir, Names: auditNamer{d}, Logger: d.log})
-	d.met.reg.MustRegister(newAuditCollector(d.audit))
 	d.startAuditReader(st.pol.NFLOGGroup)
 
 	if d.proxy, err = loadProxy(cfg.StateDir, cfg.Proxy); err != nil {

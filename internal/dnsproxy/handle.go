@@ -45,10 +45,15 @@ func (px *Proxy) decide(ctx context.Context, rt *appRuntime, req *dns.Msg, tcp b
 	app := pol.App(rt.name)
 
 	qry, ok := px.match(app, name, q)
+	auditOnly := false // audit mode: forward, but open nothing
 	if !ok {
-		px.logLimited(rt, slog.LevelInfo, "dns query blocked", "name", name, "type", dns.Type(q.Qtype).String())
-		return refuse(req, dns.RcodeNameError, dns.ExtendedErrorCodeBlocked,
-			fmt.Sprintf("pinhole: app %s may not resolve %s (not in its AllowedConnections)", rt.name, printable(name))), Blocked
+		if pol.Mode != policy.ModeAudit || app == nil || name == "" || q.Qclass != dns.ClassINET {
+			px.logLimited(rt, slog.LevelInfo, "dns query blocked", "name", name, "type", dns.Type(q.Qtype).String())
+			return refuse(req, dns.RcodeNameError, dns.ExtendedErrorCodeBlocked,
+				fmt.Sprintf("pinhole: app %s may not resolve %s (not in its AllowedConnections)", rt.name, printable(name))), Blocked
+		}
+		auditOnly = true
+		qry = query{app: app.Name, name: name, qtype: q.Qtype}
 	}
 
 	if !rt.limiter.Allow() {
@@ -77,9 +82,19 @@ func (px *Proxy) decide(ctx context.Context, rt *appRuntime, req *dns.Msg, tcp b
 		return refuse(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeNetworkError, "pinhole: no upstream DNS server answered"), UpstreamError
 	}
 
+	if auditOnly {
+		px.logLimited(rt, slog.LevelInfo, "dns query answered in audit mode (enforce mode would block it)", "name", name, "type", dns.Type(q.Qtype).String())
+		px.auditDNS(rt.name, name, q.Qtype, up, "would be blocked: not in the app's AllowedConnections")
+		return reply(req, up), Audit
+	}
 	ls, err := extract(qry, up, func(n string) bool { return privateAllowed(pol, n) })
 	if err != nil {
 		var rb *rebindError
+		if errors.As(err, &rb) && pol.Mode == policy.ModeAudit {
+			px.logLimited(rt, slog.LevelInfo, "dns answer passed in audit mode (enforce mode would refuse it)", "name", name, "addr", rb.addr, "class", addrClass(rb.addr))
+			px.auditDNS(rt.name, name, q.Qtype, up, "would be refused by rebinding protection: "+rb.Error()+" (allow it with dns.allow_private)")
+			return reply(req, up), Audit
+		}
 		if errors.As(err, &rb) {
 			px.logLimited(rt, slog.LevelWarn, "dns answer refused by rebinding protection", "name", name, "addr", rb.addr, "class", addrClass(rb.addr))
 			return refuse(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeBlocked,

@@ -58,6 +58,9 @@ type Options struct {
 	// Listen are the addresses the stubs listen on; nil means 127.0.0.1
 	// and ::1, where the firewall's redirect sends the apps' queries.
 	Listen []netip.Addr
+	// Audit, if non-nil, records the lookups audit mode answers that enforce
+	// mode would have refused.
+	Audit Auditor
 	// Registerer, if non-nil, gets the proxy's metrics.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -70,6 +73,7 @@ type Options struct {
 type Proxy struct {
 	store  *learned.Store
 	log    *slog.Logger
+	audit  Auditor
 	listen []netip.Addr
 	// fwd is the forwarder of the current upstreams, mark and timeout;
 	// Update replaces it when they change. exch, if set, replaces it (tests).
@@ -110,6 +114,7 @@ func New(opts Options) (*Proxy, error) {
 	px := &Proxy{
 		store:    opts.Store,
 		log:      opts.Logger,
+		audit:    opts.Audit,
 		listen:   opts.Listen,
 		stubs:    map[string]*stub{},
 		runtimes: map[string]*appRuntime{},
