@@ -20,10 +20,62 @@ func init() { register(newEndpointsCmd) }
 // endpointFormats are the output formats of pinhole endpoints.
 var endpointFormats = []string{"table", "json", "csv", "markdown"}
 
+// profileFlags choose a catalog profile and its parameters, or a pinholed
+// config file that names them.
+type profileFlags struct {
+	profile, hub, connURL, cfgPath string
+	ntp                            []string
+}
+
+func (f *profileFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.profile, "profile", config.DefaultProfile, "catalog profile: "+strings.Join(catalog.Names(), ", "))
+	cmd.Flags().StringVar(&f.hub, "hub", "", "azure-iot-hub: the IoT hub's name or full host name")
+	cmd.Flags().StringSliceVar(&f.ntp, "ntp-server", nil, "azure-iot-hub, minimal: a time server (repeat, or separate with commas)")
+	cmd.Flags().StringVar(&f.connURL, "connectivity-url", "", "minimal: the URL of the internet connection check")
+	cmd.Flags().StringVar(&f.cfgPath, "config", "", "take the profile from this pinholed config file")
+}
+
+// load returns the chosen profile, and the config when --config was given.
+func (f *profileFlags) load(cmd *cobra.Command) (*catalog.Profile, *config.Config, error) {
+	name, params := f.profile, map[string]string{}
+	var cfg *config.Config
+	if f.cfgPath != "" {
+		for _, fl := range []string{"profile", "hub", "ntp-server", "connectivity-url"} {
+			if cmd.Flags().Changed(fl) {
+				return nil, nil, fmt.Errorf("--%s and --config cannot be used together: the config names the profile", fl)
+			}
+		}
+		c, err := config.Load(f.cfgPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg, name, params = c, c.Profile.Name, c.Profile.Params
+	} else {
+		if f.hub != "" {
+			params["hub"] = f.hub
+		}
+		if len(f.ntp) > 0 {
+			params["ntp_servers"] = strings.Join(f.ntp, ",")
+		}
+		if f.connURL != "" {
+			params["connectivity_url"] = f.connURL
+		}
+	}
+	p, err := catalog.Load(name, params)
+	if err != nil {
+		var pe *catalog.ParamError
+		if errors.As(err, &pe) {
+			return nil, nil, fmt.Errorf("--%s: %w", strings.ReplaceAll(flagOf(pe.Param), "_", "-"), pe.Err)
+		}
+		return nil, nil, err
+	}
+	return p, cfg, nil
+}
+
 func newEndpointsCmd() *cobra.Command {
 	var (
-		profile, hub, connURL, cfgPath, format string
-		ntp                                    []string
+		pf     profileFlags
+		format string
 	)
 	cmd := &cobra.Command{
 		Use:   "endpoints [--profile P] [--hub NAME] [--ntp-server S]... [--format table|json|csv|markdown]",
@@ -37,50 +89,20 @@ software must reach, and why. Profiles:
                  (--connectivity-url)
 
 With --config, the profile and its parameters come from a pinholed config
-file. "pinhole endpoints profiles" lists the profiles and their parameters.`,
+file. "pinhole endpoints profiles" lists the profiles and their parameters;
+"pinhole endpoints export" writes the rules for a gateway's firewall.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			name, params := profile, map[string]string{}
-			if cfgPath != "" {
-				for _, f := range []string{"profile", "hub", "ntp-server", "connectivity-url"} {
-					if cmd.Flags().Changed(f) {
-						return fmt.Errorf("--%s and --config cannot be used together: the config names the profile", f)
-					}
-				}
-				c, err := config.Load(cfgPath)
-				if err != nil {
-					return err
-				}
-				name, params = c.Profile.Name, c.Profile.Params
-			} else {
-				if hub != "" {
-					params["hub"] = hub
-				}
-				if len(ntp) > 0 {
-					params["ntp_servers"] = strings.Join(ntp, ",")
-				}
-				if connURL != "" {
-					params["connectivity_url"] = connURL
-				}
-			}
-			p, err := catalog.Load(name, params)
+			p, _, err := pf.load(cmd)
 			if err != nil {
-				var pe *catalog.ParamError
-				if errors.As(err, &pe) {
-					return fmt.Errorf("--%s: %w", strings.ReplaceAll(flagOf(pe.Param), "_", "-"), pe.Err)
-				}
 				return err
 			}
 			return writeEndpoints(cmd.OutOrStdout(), p, format)
 		},
 	}
-	cmd.Flags().StringVar(&profile, "profile", config.DefaultProfile, "catalog profile: "+strings.Join(catalog.Names(), ", "))
-	cmd.Flags().StringVar(&hub, "hub", "", "azure-iot-hub: the IoT hub's name or full host name")
-	cmd.Flags().StringSliceVar(&ntp, "ntp-server", nil, "azure-iot-hub, minimal: a time server (repeat, or separate with commas)")
-	cmd.Flags().StringVar(&connURL, "connectivity-url", "", "minimal: the URL of the internet connection check")
-	cmd.Flags().StringVar(&cfgPath, "config", "", "take the profile from this pinholed config file")
+	pf.add(cmd)
 	cmd.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(endpointFormats, ", "))
-	cmd.AddCommand(newEndpointsProfilesCmd())
+	cmd.AddCommand(newEndpointsProfilesCmd(), newEndpointsExportCmd())
 	return cmd
 }
 
