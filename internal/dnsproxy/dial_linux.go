@@ -1,19 +1,22 @@
 package dnsproxy
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// udpConn is a fresh UDP socket connected to one upstream.
+// udpConn is a UDP socket connected to one upstream.
 type udpConn interface {
 	io.ReadWriteCloser
 	SetDeadline(t time.Time) error
+	SyscallConn() (syscall.RawConn, error)
 }
 
 // dialUDP opens a new UDP socket connected to addr, marked with mark: the
@@ -44,4 +47,31 @@ func dialUDP(addr netip.AddrPort, mark uint32) (udpConn, error) {
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
 	return os.NewFile(uintptr(fd), "dns upstream "+addr.String()), nil
+}
+
+// drainUDP discards the datagrams queued on an idle pooled socket, so that
+// answers forged in advance for guessed IDs cannot wait there for the next
+// question. The usual case is one recv that finds nothing.
+func drainUDP(c udpConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var buf [1]byte
+	var rerr error
+	err = rc.Control(func(fd uintptr) {
+		for {
+			_, _, rerr = unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+			if rerr != nil {
+				if errors.Is(rerr, unix.EAGAIN) {
+					rerr = nil
+					return
+				}
+				if !errors.Is(rerr, unix.EINTR) && !errors.Is(rerr, unix.ECONNREFUSED) {
+					return
+				}
+			}
+		}
+	})
+	return errors.Join(err, rerr)
 }

@@ -30,11 +30,88 @@ type upstream struct {
 	addr    netip.AddrPort
 	queries atomic.Uint64
 	errors  atomic.Uint64
+
+	mu     sync.Mutex
+	idle   []*pooledConn // LIFO: the most recently used socket first
+	closed bool
 }
 
-// forwarder sends each question on a fresh socket (random source port,
-// random ID) marked with the system mark, fails over between upstreams and
-// retries over TCP when a UDP answer is truncated.
+// Upstream UDP sockets are pooled. Opening a socket per query cost six
+// system calls and a new conntrack entry (through the nat chain) per query,
+// a third of the proxy's CPU time per query on the miss path. Each query
+// still goes out with a random ID from a socket whose port the kernel chose
+// at random, connected (the kernel drops datagrams from any other address
+// or port), and the answer must match ID and question. A socket serves one
+// query at a time, for at most maxSocketUses queries and maxSocketAge: an
+// off-path attacker who learned a port through a side channel can use it
+// for a few dozen queries, not for the life of the process, and still has
+// to guess the ID; datagrams that arrive while a socket idles are
+// discarded before its next query. A socket whose exchange failed or timed out is closed,
+// never reused, so a late answer cannot land in a later exchange's read;
+// stray datagrams are dropped by the ID and question check.
+const (
+	maxSocketUses  = 64
+	maxSocketAge   = 10 * time.Second
+	maxIdleSockets = 64
+)
+
+type pooledConn struct {
+	conn udpConn
+	uses int
+	born time.Time
+}
+
+// get takes an idle socket or opens one.
+func (u *upstream) get(mark uint32) (*pooledConn, error) {
+	u.mu.Lock()
+	if n := len(u.idle); n > 0 {
+		pc := u.idle[n-1]
+		u.idle[n-1] = nil
+		u.idle = u.idle[:n-1]
+		u.mu.Unlock()
+		if err := drainUDP(pc.conn); err == nil {
+			return pc, nil
+		}
+		pc.conn.Close()
+	} else {
+		u.mu.Unlock()
+	}
+	c, err := dialUDP(u.addr, mark)
+	if err != nil {
+		return nil, err
+	}
+	return &pooledConn{conn: c, born: time.Now()}, nil
+}
+
+// put returns a socket after a successful exchange; worn-out sockets, and
+// any after close, are closed instead.
+func (u *upstream) put(pc *pooledConn, now time.Time) {
+	pc.uses++
+	if pc.uses < maxSocketUses && now.Sub(pc.born) < maxSocketAge {
+		u.mu.Lock()
+		if !u.closed && len(u.idle) < maxIdleSockets {
+			u.idle = append(u.idle, pc)
+			u.mu.Unlock()
+			return
+		}
+		u.mu.Unlock()
+	}
+	pc.conn.Close()
+}
+
+func (u *upstream) close() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle, u.closed = nil, true
+	u.mu.Unlock()
+	for _, pc := range idle {
+		pc.conn.Close()
+	}
+}
+
+// forwarder sends each question with a random ID on a pooled socket marked
+// with the system mark, fails over between upstreams and retries over TCP
+// when a UDP answer is truncated.
 type forwarder struct {
 	ups        []*upstream
 	preferred  atomic.Uint32 // index of the upstream that answered last
@@ -52,9 +129,13 @@ func newForwarder(addrs []netip.AddrPort, mark uint32, tryTimeout time.Duration)
 	return f
 }
 
-// close releases what the forwarder holds. It is idempotent and safe while
-// exchanges run: those may then fail.
-func (f *forwarder) close() {}
+// close releases the pooled sockets. It is idempotent and safe while
+// exchanges run: their sockets are closed when they finish.
+func (f *forwarder) close() {
+	for _, u := range f.ups {
+		u.close()
+	}
+}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 
@@ -80,7 +161,7 @@ func (f *forwarder) exchange(ctx context.Context, q *dns.Msg, tcp bool) (*dns.Ms
 		idx := (start + i) % len(f.ups)
 		up := f.ups[idx]
 		up.queries.Add(1)
-		resp, err := f.try(ctx, up.addr, wire, q, tcp)
+		resp, err := f.try(ctx, up, wire, q, tcp)
 		if err != nil {
 			up.errors.Add(1)
 			errs = append(errs, fmt.Errorf("%s: %w", up.addr, err))
@@ -105,34 +186,52 @@ func (f *forwarder) exchange(ctx context.Context, q *dns.Msg, tcp bool) (*dns.Ms
 	return nil, fmt.Errorf("upstream: %w", errors.Join(errs...))
 }
 
-// try asks one upstream once, over UDP (then TCP if truncated) or TCP.
-func (f *forwarder) try(ctx context.Context, addr netip.AddrPort, wire []byte, q *dns.Msg, tcp bool) (*dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.tryTimeout)
-	defer cancel()
+// try asks one upstream once, over UDP (then TCP if truncated) or TCP,
+// within tryTimeout and ctx.
+func (f *forwarder) try(ctx context.Context, up *upstream, wire []byte, q *dns.Msg, tcp bool) (*dns.Msg, error) {
 	id := uint16(rand.Uint32())
 	binary.BigEndian.PutUint16(wire, id)
 	if !tcp {
-		resp, err := f.tryUDP(ctx, addr, wire, q, id)
+		now := time.Now()
+		dl := now.Add(f.tryTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+			dl = d
+		}
+		resp, err := f.tryUDP(ctx, up, now, dl, wire, q, id)
 		if err != nil || !resp.Truncated {
 			return resp, err
 		}
 		id = uint16(rand.Uint32())
 		binary.BigEndian.PutUint16(wire, id)
 	}
-	return f.tryTCP(ctx, addr, wire, q, id)
+	ctx, cancel := context.WithTimeout(ctx, f.tryTimeout)
+	defer cancel()
+	return f.tryTCP(ctx, up.addr, wire, q, id)
 }
 
-func (f *forwarder) tryUDP(ctx context.Context, addr netip.AddrPort, wire []byte, q *dns.Msg, id uint16) (*dns.Msg, error) {
-	conn, err := dialUDP(addr, f.mark)
+// tryUDP exchanges on a pooled socket until dl; ctx ending stops it early.
+func (f *forwarder) tryUDP(ctx context.Context, up *upstream, now, dl time.Time, wire []byte, q *dns.Msg, id uint16) (*dns.Msg, error) {
+	pc, err := up.get(f.mark)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+	pc.conn.SetDeadline(dl)
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { pc.conn.SetDeadline(time.Unix(1, 0)) })
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	resp, err := exchangeUDP(ctx, pc.conn, wire, q, id)
+	// Once the AfterFunc ran (or runs), it may move the deadline of whoever
+	// uses the socket next: such a socket is not reused.
+	if stopped := stop == nil || stop(); err == nil && stopped {
+		up.put(pc, now)
+	} else {
+		pc.conn.Close()
+	}
+	return resp, err
+}
+
+func exchangeUDP(ctx context.Context, conn udpConn, wire []byte, q *dns.Msg, id uint16) (*dns.Msg, error) {
 	if _, err := conn.Write(wire); err != nil {
 		return nil, err
 	}
