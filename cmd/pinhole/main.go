@@ -7,12 +7,20 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/pinhole-net/pinhole/internal/cli"
+	"github.com/pinhole-net/pinhole/internal/daemon"
 )
 
 func main() {
+	// One binary can be both: installed as pinholed (a link to pinhole), it
+	// is the daemon, which saves a device the flash of a second copy of the
+	// code they share.
+	if filepath.Base(os.Args[0]) == "pinholed" {
+		os.Exit(daemon.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	// SIGPIPE too: when the reader of our output goes away (pinhole lab demo |
 	// head), commands stop and clean up instead of dying on the spot.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
