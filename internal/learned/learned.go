@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pinhole-net/pinhole/internal/firewall"
@@ -143,6 +144,11 @@ type Store struct {
 	journal    *journal
 	compacting bool
 	stats      storeStats
+	// released holds the kernel keys of evicted entries until Released
+	// hands out those no other entry needs; hasReleased says it is not
+	// empty, without the lock.
+	released    map[releasedAddr]map[portKey]struct{}
+	hasReleased atomic.Bool
 
 	bg        sync.WaitGroup // background compaction
 	compactMu sync.Mutex     // serialises Compact
@@ -192,12 +198,13 @@ type sentKey struct {
 // New returns an empty store. Call Restore to load the saved state.
 func New(opts Options) *Store {
 	s := &Store{
-		lim:   opts.Limits.withDefaults(),
-		clock: opts.Clock,
-		log:   opts.Logger,
-		dir:   opts.StateDir,
-		apps:  make(map[string]*appState),
-		stats: storeStats{evictPerApp: map[string]uint64{}, evictPerName: map[string]uint64{}},
+		lim:      opts.Limits.withDefaults(),
+		clock:    opts.Clock,
+		log:      opts.Logger,
+		dir:      opts.StateDir,
+		apps:     make(map[string]*appState),
+		stats:    storeStats{evictPerApp: map[string]uint64{}, evictPerName: map[string]uint64{}},
+		released: make(map[releasedAddr]map[portKey]struct{}),
 	}
 	if s.clock == nil {
 		s.clock = realClock{}
@@ -281,7 +288,7 @@ func (s *Store) learnLocked(now time.Time, l Learning, out []Element) []Element 
 		if e == nil {
 			if len(n.addrs) >= s.lim.MaxPerName {
 				old := n.oldest()
-				s.removeLocked(a, old)
+				s.evictLocked(a, old)
 				s.stats.evictPerName[l.App]++
 			}
 			s.makeRoomLocked(a)
@@ -385,6 +392,9 @@ func (s *Store) Acknowledge(elems []Element, at time.Time) {
 		if ar == nil {
 			continue
 		}
+		if !ar.needs(el.Proto, el.Port) {
+			continue // its entry was evicted meanwhile; Released revokes it
+		}
 		exp := at.Add(el.Timeout)
 		found := false
 		for i := range ar.sent {
@@ -444,7 +454,7 @@ func (n *nameRec) oldest() *entry {
 // more fits under the cap.
 func (s *Store) makeRoomLocked(a *appState) {
 	for len(a.byExp) >= s.lim.MaxPerApp {
-		s.removeLocked(a, a.byExp[0])
+		s.evictLocked(a, a.byExp[0])
 		s.stats.evictPerApp[a.name]++
 	}
 }
