@@ -441,6 +441,14 @@ func (g gatedInserter) Allow(elems []firewall.Element) error {
 	return g.d.fw.Allow(elems)
 }
 
+// Revoke removes the elements of evicted learned entries, through the
+// reload gate like Allow.
+func (g gatedInserter) Revoke(elems []firewall.Element) error {
+	g.d.gate.RLock()
+	defer g.d.gate.RUnlock()
+	return g.d.fw.Revoke(elems)
+}
+
 // startAuditReader reads the NFLOG group into the audit log, restarting
 // with backoff when reading fails.
 func (d *Daemon) startAuditReader(group uint16) {

@@ -151,6 +151,11 @@ func privateAllowed(p *policy.Policy, name string) bool {
 // acknowledgement, at most the insert timeout.
 func (px *Proxy) insert(elems []learned.Element) {
 	if len(elems) == 0 {
+		if px.store.HasReleased() {
+			// Nothing to insert, but a cap evicted entries: an empty batch
+			// has the commit goroutine revoke them. No need to wait.
+			px.commit.submit(nil)
+		}
 		return
 	}
 	start := time.Now()

@@ -113,7 +113,7 @@ func (h *histogram) stats() HoldStats {
 type collector struct {
 	px *Proxy
 
-	queries, upQueries, upErrors, hold, insTimeouts, insErrors, insOverflow, batches, elements, learnedEntries, evictions *prometheus.Desc
+	queries, upQueries, upErrors, hold, insTimeouts, insErrors, insOverflow, batches, elements, learnedEntries, evictions, revoked *prometheus.Desc
 }
 
 func newCollector(px *Proxy) *collector {
@@ -133,11 +133,12 @@ func newCollector(px *Proxy) *collector {
 		elements:       d("pinhole_dns_inserted_elements_total", "Set elements the kernel acknowledged."),
 		learnedEntries: d("pinhole_learned_entries", "Learned name/address entries per app.", "app"),
 		evictions:      d("pinhole_learned_evictions_total", "Learned entries evicted by a cap, by app and cap.", "app", "cap"),
+		revoked:        d("pinhole_dns_revoked_elements_total", "Set elements removed from the kernel because a cap evicted their learned entries."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queries, c.upQueries, c.upErrors, c.hold, c.insTimeouts, c.insErrors, c.insOverflow, c.batches, c.elements, c.learnedEntries, c.evictions} {
+	for _, d := range []*prometheus.Desc{c.queries, c.upQueries, c.upErrors, c.hold, c.insTimeouts, c.insErrors, c.insOverflow, c.batches, c.elements, c.learnedEntries, c.evictions, c.revoked} {
 		ch <- d
 	}
 }
@@ -175,6 +176,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.insOverflow, px.insertOverflows.Load())
 	counter(c.batches, px.commit.batches.Load())
 	counter(c.elements, px.commit.elements.Load())
+	counter(c.revoked, px.revs.revoked.Load())
 	for _, st := range px.store.Stats() {
 		ch <- prometheus.MustNewConstMetric(c.learnedEntries, prometheus.GaugeValue, float64(st.Entries), st.App)
 		counter(c.evictions, st.EvictedPerApp, st.App, "per_app")

@@ -80,6 +80,7 @@ type Proxy struct {
 	fwd    atomic.Pointer[forwarder]
 	exch   exchanger
 	commit *committer
+	revs   *revokingInserter
 	pol    atomic.Pointer[policy.Policy]
 
 	ctx    context.Context
@@ -130,7 +131,9 @@ func New(opts Options) (*Proxy, error) {
 	px.exch = opts.exchanger
 	px.pol.Store(p)
 	px.ctx, px.cancel = context.WithCancel(context.Background())
-	px.commit = newCommitter(opts.Inserter, opts.Store, px.log)
+	px.revs = &revokingInserter{ins: opts.Inserter, store: opts.Store, log: px.log}
+	px.revs.rev, _ = opts.Inserter.(Revoker)
+	px.commit = newCommitter(px.revs, opts.Store, px.log)
 	for _, a := range p.Identities() {
 		px.runtimeLocked(a.Name, p.DNS)
 	}
@@ -395,6 +398,10 @@ type InsertStats struct {
 	Errors    uint64    `json:"errors"`
 	QueueFull uint64    `json:"queue_full"`
 	Hold      HoldStats `json:"hold"`
+	// Revoked counts elements removed because a cap evicted their entries,
+	// RevokeErrors the revocations that failed.
+	Revoked      uint64 `json:"revoked"`
+	RevokeErrors uint64 `json:"revoke_errors"`
 }
 
 // Stats returns a snapshot of the counters, apps sorted by name.
@@ -435,6 +442,9 @@ func (px *Proxy) Stats() Stats {
 		Errors:    px.commit.errors.Load(),
 		QueueFull: px.insertOverflows.Load(),
 		Hold:      px.hold.stats(),
+
+		Revoked:      px.revs.revoked.Load(),
+		RevokeErrors: px.revs.errors.Load(),
 	}
 	return s
 }
