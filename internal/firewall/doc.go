@@ -87,8 +87,12 @@
 // buffer with a few hundred rules, so pinhole sends each transaction itself:
 // one sendmsg (SO_SNDBUFFORCE raised to fit), an ack asked only of the last
 // message, and the kernel's errors attributed to the message that caused
-// them. Allow refreshes elements with add, delete, add in one batch, since
-// the kernel does not reset the expiry of an element re-added with the same
-// timeout; updates larger than 8 MiB are split into several transactions,
+// them; reading stops at that ack, so a successful batch costs one sendmsg
+// and one recvmsg on a socket kept open. Allow encodes its element messages
+// itself and sets each element's expiry to exactly its timeout: on Linux
+// 6.12 and later with one add carrying timeout and expiration (the kernel
+// then updates an existing element in place); on older kernels, which keep
+// the old expiry of an element added again, with add, delete, add in one
+// batch. Updates larger than 8 MiB are split into several transactions,
 // each complete for its chunks. Apply is always one transaction.
 package firewall

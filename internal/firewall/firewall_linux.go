@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/pinhole-net/pinhole/internal/cgroup"
@@ -35,6 +37,9 @@ type Firewall struct {
 	sets   map[string]*nftables.Set
 	nextID uint32
 	closed bool
+	// inPlace: the kernel refreshes an element's expiry on a plain add
+	// (see timeoutUpdate); tests turn it off to check the fallback.
+	inPlace bool
 }
 
 // New opens the netlink sockets. Unless opts.ReadOnly or
@@ -61,7 +66,7 @@ func New(opts Options) (*Firewall, error) {
 			return nil, errors.New("refusing to program the machine's own network namespace without AllowInitialNetns")
 		}
 	}
-	f := &Firewall{log: log, opts: opts}
+	f := &Firewall{log: log, opts: opts, inPlace: timeoutUpdate()}
 	var ropts []nftables.ConnOption
 	ropts = append(ropts, nftables.AsLasting())
 	if fd > 0 {
@@ -216,48 +221,96 @@ func (f *Firewall) flushUpdate(op string, elems []Element, allow bool) error {
 		return nil
 	}
 	// Group per set so that chunks are full; each group goes in chunks.
-	bySet := map[string][]Element{}
+	// Most calls carry the elements of one set.
+	var bySet map[string][]Element
 	var order []string
-	for _, e := range elems {
-		name := appSet(e.App, e.kindOf())
-		if _, ok := bySet[name]; !ok {
-			order = append(order, name)
+	if len(elems) > 0 && allSameSet(elems) {
+		order = []string{appSet(elems[0].App, elems[0].kindOf())}
+		bySet = map[string][]Element{order[0]: elems}
+	} else {
+		bySet = map[string][]Element{}
+		for _, e := range elems {
+			name := appSet(e.App, e.kindOf())
+			if _, ok := bySet[name]; !ok {
+				order = append(order, name)
+			}
+			bySet[name] = append(bySet[name], e)
 		}
-		bySet[name] = append(bySet[name], e)
 	}
 	for _, name := range order {
-		s := f.sets[name]
 		list := bySet[name]
-		ses := make([]nftables.SetElement, len(list))
-		for i, e := range list {
-			ses[i] = e.setElement()
+		if f.sets[name] == nil {
+			return fmt.Errorf("%s: no set %s", op, name)
 		}
-		for _, chunk := range chunkElems(s, ses) {
-			var err error
-			if allow {
-				err = t.do(fmt.Sprintf("refresh %d elements of %s", len(chunk), name), func(c *nftables.Conn) error {
-					if err := c.SetAddElements(s, chunk); err != nil {
-						return err
-					}
-					if err := c.SetDeleteElements(s, chunk); err != nil {
-						return err
-					}
-					return c.SetAddElements(s, chunk)
-				})
-			} else {
-				err = removeElems(t, s, chunk, fmt.Sprintf("remove %d elements of %s", len(chunk), name))
+		if !allow {
+			s := f.sets[name]
+			ses := make([]nftables.SetElement, len(list))
+			for i, e := range list {
+				ses[i] = e.setElement()
 			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", op, err)
-			}
-			if t.bytes >= maxAllowBytes {
-				if err := flush(); err != nil {
-					return err
+			for _, chunk := range chunkElems(s, ses) {
+				if err := removeElems(t, s, chunk, fmt.Sprintf("remove %d elements of %s", len(chunk), name)); err != nil {
+					return fmt.Errorf("%s: %w", op, err)
 				}
+			}
+		} else {
+			fields := withTimeout
+			if f.inPlace {
+				fields |= withExpiration
+			}
+			for _, chunk := range chunkRaw(list, fields) {
+				f.refresh(t, name, chunk, fields)
+				if t.bytes >= maxAllowBytes {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if t.bytes >= maxAllowBytes {
+			if err := flush(); err != nil {
+				return err
 			}
 		}
 	}
 	return flush()
+}
+
+// refresh adds chunk to set name, or sets the expiry of the elements that
+// are there to exactly their timeout. With in-place updates one add does
+// both; otherwise, and for permanent elements (an existing element's
+// timeout is only dropped by re-creating it), the batch adds, deletes and
+// adds again.
+func (f *Firewall) refresh(t *txn, name string, chunk []Element, fields elemFields) {
+	const flags = netlink.Request | netlink.Create
+	desc := "refresh " + strconv.Itoa(len(chunk)) + " elements of " + name
+	add := elemMsg(name, chunk, fields)
+	if fields&withExpiration != 0 && !hasPermanent(chunk) {
+		t.addRaw(desc, msgNewSetElem, flags, add)
+		return
+	}
+	t.addRaw(desc, msgNewSetElem, flags, add)
+	t.addRaw(desc, msgDelSetElem, netlink.Request, elemMsg(name, chunk, 0))
+	t.addRaw(desc, msgNewSetElem, flags, add)
+}
+
+func allSameSet(elems []Element) bool {
+	app, kind := elems[0].App, elems[0].kindOf()
+	for _, e := range elems[1:] {
+		if e.App != app || e.kindOf() != kind {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPermanent(elems []Element) bool {
+	for _, e := range elems {
+		if e.Timeout == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // SetCgroupID records that app's cgroup now has id (it was created or

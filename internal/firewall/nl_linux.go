@@ -122,8 +122,16 @@ type conn struct {
 	rc     syscall.RawConn
 	seq    uint32
 	sndbuf int
-	buf    []byte
+	buf    []byte // receive buffer
+	wbuf   []byte // send buffer, kept between commits unless large
+	// dirty: replies of an earlier batch may still be queued (its reading
+	// stopped early); the next commit drains them first.
+	dirty bool
 }
+
+// keepWbuf bounds the send buffer kept between commits: Allow's batches fit,
+// a big Apply's buffer is left to the garbage collector.
+const keepWbuf = 256 << 10
 
 func dialConn(netnsFd int) (*conn, error) {
 	cfg := &netlink.Config{}
@@ -180,20 +188,27 @@ func (c *conn) growSndBuf(n int) error {
 
 // commit sends the transaction as one batch and reports the kernel's
 // verdict. Only the last message asks for an ack: the kernel processes the
-// whole batch inside sendmsg and queues an error for every failed message
-// plus that ack, so after sendmsg returns everything is in the receive queue.
+// whole batch inside sendmsg and queues an error for every failed message,
+// then that ack, so after sendmsg returns everything is in the receive
+// queue, and reading stops at the ack (usually the only reply: one recv).
 func (c *conn) commit(t *txn) error {
 	t.release()
 	if t.len() == 0 {
 		return nil
 	}
-	if err := c.drain(nil); err != nil {
-		return err
+	if c.dirty {
+		if err := c.drain(nil); err != nil {
+			return err
+		}
+		c.dirty = false
 	}
 	begin := c.seq + 1
 	c.seq += uint32(t.len()) + 2
 	last := begin + uint32(t.len())
-	buf := make([]byte, 0, t.bytes+2*(nlmsgHdrLen+4))
+	buf := c.wbuf[:0]
+	if need := t.bytes + 2*(nlmsgHdrLen+4); cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
 	buf = appendMsg(buf, unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, begin, batchHdr)
 	for i, m := range t.msgs {
 		flags := uint16(m.Header.Flags) &^ (unix.NLM_F_ACK | unix.NLM_F_ECHO)
@@ -204,6 +219,9 @@ func (c *conn) commit(t *txn) error {
 		buf = appendMsg(buf, uint16(m.Header.Type), flags, begin+1+uint32(i), m.Data)
 	}
 	buf = appendMsg(buf, unix.NFNL_MSG_BATCH_END, unix.NLM_F_REQUEST, last+1, batchHdr)
+	if cap(buf) <= keepWbuf {
+		c.wbuf = buf[:0]
+	}
 	if err := c.growSndBuf(len(buf)); err != nil {
 		return err
 	}
@@ -212,6 +230,7 @@ func (c *conn) commit(t *txn) error {
 		serr = unix.Sendto(int(fd), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
 	})
 	if err = errors.Join(err, serr); err != nil {
+		c.dirty = true
 		return fmt.Errorf("send nftables batch of %d messages (%d bytes): %w", t.len(), len(buf), err)
 	}
 	var (
@@ -219,7 +238,7 @@ func (c *conn) commit(t *txn) error {
 		first error
 		acked bool
 	)
-	err = c.drain(func(seq uint32, errno syscall.Errno, msg string) {
+	err = c.read(last, func(seq uint32, errno syscall.Errno, msg string) {
 		if errno == 0 {
 			if seq == last {
 				acked = true
@@ -242,6 +261,7 @@ func (c *conn) commit(t *txn) error {
 		}
 	})
 	if err != nil {
+		c.dirty = true
 		return fmt.Errorf("read nftables replies: %w (the transaction may or may not have been applied)", err)
 	}
 	if first != nil {
@@ -286,6 +306,14 @@ func appendMsg(b []byte, typ, flags uint16, seq uint32, data []byte) []byte {
 // drain reads every queued reply without blocking and hands each ack or
 // error to f (nil f discards them).
 func (c *conn) drain(f func(seq uint32, errno syscall.Errno, msg string)) error {
+	return c.read(0, f)
+}
+
+// read reads queued replies without blocking, handing each ack or error to
+// f (nil f discards them), until the reply to message last (0: until the
+// queue is empty). The reply to the last message of a batch is the last
+// reply the kernel queues for it.
+func (c *conn) read(last uint32, f func(seq uint32, errno syscall.Errno, msg string)) error {
 	for {
 		var (
 			n    int
@@ -310,12 +338,21 @@ func (c *conn) drain(f func(seq uint32, errno syscall.Errno, msg string)) error 
 		if err != nil {
 			return fmt.Errorf("parse netlink reply: %w", err)
 		}
+		done := false
 		for _, m := range msgs {
-			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 || f == nil {
+			if m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
 				continue
 			}
-			code := int32(binary.NativeEndian.Uint32(m.Data[:4]))
-			f(m.Header.Seq, syscall.Errno(-code), extackMsg(m))
+			if last != 0 && m.Header.Seq == last {
+				done = true
+			}
+			if f != nil {
+				code := int32(binary.NativeEndian.Uint32(m.Data[:4]))
+				f(m.Header.Seq, syscall.Errno(-code), extackMsg(m))
+			}
+		}
+		if done {
+			return nil
 		}
 	}
 }
