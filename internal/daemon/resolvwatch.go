@@ -28,7 +28,8 @@ type resolvWatcher struct {
 	reload  func() error
 
 	// failed is the server list whose reload failed, so the same content
-	// is not retried on every event (a new list, or a new policy, is).
+	// is retried only by the poll, not on every event (a new list, or a
+	// new policy, is tried at once).
 	failed    []netip.AddrPort
 	hasFailed bool
 }
@@ -48,6 +49,7 @@ func (w *resolvWatcher) run(ctx context.Context, n notifier) {
 	if n != nil {
 		events = n.events()
 	}
+	polled := false
 	for {
 		path, ups := w.current()
 		if n != nil {
@@ -56,12 +58,14 @@ func (w *resolvWatcher) run(ctx context.Context, n notifier) {
 			}
 		}
 		if path != "" {
-			w.check(path, ups)
+			w.check(path, ups, polled)
 		}
+		polled = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			polled = true
 		case <-events:
 			// A writer may truncate, then write: wait until it is done.
 			quiet := time.NewTimer(w.settle)
@@ -81,8 +85,9 @@ func (w *resolvWatcher) run(ctx context.Context, n notifier) {
 	}
 }
 
-// check reloads when the file's servers differ from the running ones.
-func (w *resolvWatcher) check(path string, running []netip.AddrPort) {
+// check reloads when the file's servers differ from the running ones; a
+// list whose reload failed is tried again only when retry (the poll) says.
+func (w *resolvWatcher) check(path string, running []netip.AddrPort, retry bool) {
 	got, err := w.read(path)
 	if err != nil {
 		got = nil // no usable nameserver: the policy then has none either
@@ -91,7 +96,7 @@ func (w *resolvWatcher) check(path string, running []netip.AddrPort) {
 		w.hasFailed = false
 		return
 	}
-	if w.hasFailed && slices.Equal(got, w.failed) {
+	if w.hasFailed && slices.Equal(got, w.failed) && !retry {
 		return
 	}
 	w.log.Info("resolv.conf changed; reloading to take its DNS servers", "file", path, "servers", got, "was", running)

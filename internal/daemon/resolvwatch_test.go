@@ -33,7 +33,8 @@ func (f *fakeNotifier) close() error            { return nil }
 
 // TestResolvWatcher: the watcher reloads when the file's servers differ
 // from the running ones, once per burst of events, retries a failed
-// reload only for new content, and polls without events.
+// reload on events only for new content (the poll retries it), and polls
+// without events.
 func TestResolvWatcher(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ns := func(s ...string) []netip.AddrPort {
@@ -132,12 +133,18 @@ func TestResolvWatcher(t *testing.T) {
 		if got := count(); got != 2 {
 			t.Errorf("reloads after a failure and another event = %d, want 2 (no retry of the same servers)", got)
 		}
-		// ...but new content is, and the poll finds it without an event.
-		set(ns("192.0.2.3:53"), false)
-		time.Sleep(31 * time.Second)
+		// ...until the poll retries it...
+		time.Sleep(30 * time.Second)
 		synctest.Wait()
 		if got := count(); got != 3 {
-			t.Errorf("reloads after the poll = %d, want 3", got)
+			t.Errorf("reloads after the poll retried the failed servers = %d, want 3", got)
+		}
+		// ...and the poll finds new content without an event.
+		set(ns("192.0.2.3:53"), false)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if got := count(); got != 4 {
+			t.Errorf("reloads after the poll = %d, want 4", got)
 		}
 		mu.Lock()
 		if !slices.Equal(running, ns("192.0.2.3:53")) {
