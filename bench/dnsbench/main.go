@@ -132,6 +132,7 @@ func serve(args []string) error {
 	uid := fs.Uint("uid", 40100, "UID of the benchmark app")
 	port := fs.Uint("port", 5400, "stub port")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	insert := fs.Bool("insert", true, "insert learned addresses into the kernel (false: diagnosis only, to tell forwarding from insertion)")
 	fs.Parse(args)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -163,7 +164,11 @@ func serve(args []string) error {
 	if err := fw.Apply(p, nil); err != nil {
 		return err
 	}
-	px, err := dnsproxy.New(dnsproxy.Options{Policy: p, Store: store, Inserter: fw, Logger: log})
+	var ins dnsproxy.Inserter = fw
+	if !*insert {
+		ins = discard{}
+	}
+	px, err := dnsproxy.New(dnsproxy.Options{Policy: p, Store: store, Inserter: ins, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -194,6 +199,12 @@ func serve(args []string) error {
 	}
 	return nil
 }
+
+// discard is an Inserter that inserts nothing.
+type discard struct{}
+
+func (discard) Allow([]firewall.Element) error  { return nil }
+func (discard) Revoke([]firewall.Element) error { return nil }
 
 func vmRSS() int {
 	b, _ := os.ReadFile("/proc/self/status")

@@ -52,7 +52,7 @@ type upstream struct {
 const (
 	maxSocketUses  = 64
 	maxSocketAge   = 10 * time.Second
-	maxIdleSockets = 64
+	maxIdleSockets = 256
 )
 
 type pooledConn struct {
