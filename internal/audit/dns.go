@@ -20,18 +20,21 @@ const (
 // DNSDirection is the direction StatKey counts DNS records under.
 const DNSDirection logprefix.Direction = "dns"
 
-// DNSQuery is a lookup that audit mode answered although enforce mode would
-// have refused it: a name the app may not resolve, or an answer rebinding
-// protection would have refused.
+// DNSQuery is a lookup the DNS stub refused (a name the app may not
+// resolve, an answer rebinding protection refuses), or one that audit mode
+// answered although enforce mode would have refused it.
 type DNSQuery struct {
-	App string
+	// Verdict is logprefix.Deny for a lookup that was refused, and
+	// logprefix.Audit (or empty) for one audit mode let through.
+	Verdict logprefix.Verdict
+	App     string
 	// Name is the canonical name asked, Type its query type ("A").
 	Name string
 	Type string
 	// Addrs are the addresses of the answer, TTL its smallest TTL.
 	Addrs []netip.Addr
 	TTL   time.Duration
-	// Reason says what enforce mode would have done and why.
+	// Reason says what enforce mode did, or would have done, and why.
 	Reason string
 }
 
@@ -53,26 +56,30 @@ type dnsName struct {
 	expires time.Time
 }
 
-// RecordDNS records a lookup that audit mode let through. Repeats of the
-// same app and name within the aggregation window raise the count. The
-// answer's addresses are remembered with the name, so that the records of
-// the connections that follow (which the firewall logs, as the addresses
-// are not opened) name the host.
+// RecordDNS records a refused lookup, or one that audit mode let through.
+// Repeats of the same app and name within the aggregation window raise the
+// count. An answer's addresses are remembered with the name, so that the
+// records of the connections that follow (which the firewall logs, as the
+// addresses are not opened) name the host.
 func (l *Log) RecordDNS(q DNSQuery) {
 	now := l.opts.Clock.Now()
+	verdict := q.Verdict
+	if verdict == "" {
+		verdict = logprefix.Audit
+	}
 	rec := Record{
 		Kind:    KindDNS,
 		First:   now.Round(0),
 		Last:    now.Round(0),
 		Count:   1,
 		App:     q.App,
-		Verdict: logprefix.Audit,
+		Verdict: verdict,
 		Name:    q.Name,
 		QType:   q.Type,
 		Addrs:   slices.Clone(q.Addrs[:min(len(q.Addrs), maxAddrs)]),
 		Reason:  q.Reason,
 	}
-	sk := StatKey{App: q.App, Verdict: logprefix.Audit, Direction: DNSDirection}
+	sk := StatKey{App: q.App, Verdict: verdict, Direction: DNSDirection}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

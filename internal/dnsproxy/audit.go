@@ -4,9 +4,11 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/pinhole-net/pinhole/internal/audit"
+	"github.com/pinhole-net/pinhole/internal/logprefix"
 )
 
-// Auditor records what audit mode let through. *audit.Log implements it.
+// Auditor records refused lookups and what audit mode let through.
+// *audit.Log implements it.
 type Auditor interface {
 	RecordDNS(q audit.DNSQuery)
 }
@@ -32,4 +34,14 @@ func (px *Proxy) auditDNS(app, name string, qtype uint16, up *dns.Msg, reason st
 		q.Reason += " (answer: " + dns.RcodeToString[up.Rcode] + ")"
 	}
 	px.audit.RecordDNS(q)
+}
+
+// recordRefused records a lookup the stub refused, at most auditRate a
+// second per app (the rest are counted in the verdict metrics only), so that
+// an app asking for random names cannot flood the audit log.
+func (px *Proxy) recordRefused(rt *appRuntime, name string, qtype uint16, reason string) {
+	if px.audit == nil || !rt.auditLim.Allow() {
+		return
+	}
+	px.audit.RecordDNS(audit.DNSQuery{Verdict: logprefix.Deny, App: rt.name, Name: name, Type: dns.Type(qtype).String(), Reason: reason})
 }

@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/pinhole-net/pinhole/internal/audit"
+	"github.com/pinhole-net/pinhole/internal/logprefix"
 	"github.com/pinhole-net/pinhole/internal/policy"
 )
 
@@ -54,8 +56,12 @@ func TestAuditMode(t *testing.T) {
 			record: &audit.DNSQuery{App: "weather", Name: "rebind.cdn.example", Type: "A", Addrs: []netip.Addr{a("198.18.2.9"), a("10.1.2.3")},
 				Reason: "would be refused by rebinding protection: rebind.cdn.example answered 10.1.2.3, a private address (allow it with dns.allow_private)"}},
 		{mode: policy.ModeAudit, name: "x.cdn.example", want: Allowed, rcode: dns.RcodeSuccess, answers: 1, inserted: true},
-		{mode: policy.ModeEnforce, name: "news.example.com", want: Blocked, rcode: dns.RcodeNameError},
-		{mode: policy.ModeEnforce, name: "rebind.cdn.example", want: Rebinding, rcode: dns.RcodeServerFailure},
+		{mode: policy.ModeEnforce, name: "news.example.com", want: Blocked, rcode: dns.RcodeNameError,
+			record: &audit.DNSQuery{Verdict: logprefix.Deny, App: "weather", Name: "news.example.com", Type: "A",
+				Reason: "blocked: not in the app's AllowedConnections (answered NXDOMAIN)"}},
+		{mode: policy.ModeEnforce, name: "rebind.cdn.example", want: Rebinding, rcode: dns.RcodeServerFailure,
+			record: &audit.DNSQuery{Verdict: logprefix.Deny, App: "weather", Name: "rebind.cdn.example", Type: "A",
+				Reason: "refused by rebinding protection: rebind.cdn.example answered 10.1.2.3, a private address (answered SERVFAIL; allow it with dns.allow_private)"}},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.mode)+" "+tt.name, func(t *testing.T) {
@@ -90,5 +96,25 @@ func TestAuditMode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRefusedRecordsBounded: an app asking for many names it may not
+// resolve gets NXDOMAIN for each, but only a burst of them reaches the audit
+// log.
+func TestRefusedRecordsBounded(t *testing.T) {
+	up := startUpstream(t, labZone.handler(t))
+	aud := &fakeAuditor{}
+	tp := newTestProxy(t, testPolicy(t, []netip.AddrPort{up.addr}), nil, func(o *Options) { o.Audit = aud })
+	const n = 200
+	for i := range n {
+		if _, v := tp.ask(t, "weather", fmt.Sprintf("r%d.nonesuch.example", i), dns.TypeA, false); v != Blocked {
+			t.Fatalf("query %d: verdict %v, want blocked", i, v)
+		}
+	}
+	// 50 at once, then 10 a second: the loop takes well under the 15 s it
+	// would need to earn 150 more.
+	if got := len(aud.all()); got < 50 || got >= n {
+		t.Errorf("%d of %d refused lookups recorded, want the burst of 50 and not all", got, n)
 	}
 }

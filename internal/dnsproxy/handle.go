@@ -49,6 +49,9 @@ func (px *Proxy) decide(ctx context.Context, rt *appRuntime, req *dns.Msg, tcp b
 	if !ok {
 		if pol.Mode != policy.ModeAudit || app == nil || name == "" || q.Qclass != dns.ClassINET {
 			px.logLimited(rt, slog.LevelInfo, "dns query blocked", "name", name, "type", dns.Type(q.Qtype).String())
+			if app != nil && name != "" {
+				px.recordRefused(rt, name, q.Qtype, "blocked: not in the app's AllowedConnections (answered NXDOMAIN)")
+			}
 			return refuse(req, dns.RcodeNameError, dns.ExtendedErrorCodeBlocked,
 				fmt.Sprintf("pinhole: app %s may not resolve %s (not in its AllowedConnections)", rt.name, printable(name))), Blocked
 		}
@@ -97,6 +100,7 @@ func (px *Proxy) decide(ctx context.Context, rt *appRuntime, req *dns.Msg, tcp b
 		}
 		if errors.As(err, &rb) {
 			px.logLimited(rt, slog.LevelWarn, "dns answer refused by rebinding protection", "name", name, "addr", rb.addr, "class", addrClass(rb.addr))
+			px.recordRefused(rt, name, q.Qtype, "refused by rebinding protection: "+rb.Error()+" (answered SERVFAIL; allow it with dns.allow_private)")
 			return refuse(req, dns.RcodeServerFailure, dns.ExtendedErrorCodeBlocked,
 				"pinhole: rebinding protection: "+printable(rb.Error())+" (allow it with dns.allow_private)"), Rebinding
 		}

@@ -105,6 +105,9 @@ type appRuntime struct {
 	counts  [numVerdicts]atomic.Uint64
 	logLim  *rate.Limiter
 	dropped atomic.Uint64 // log lines suppressed by logLim
+	// auditLim bounds the refused lookups written to the audit log, as the
+	// kernel's log rule bounds denied packets.
+	auditLim *rate.Limiter
 }
 
 // New builds a Proxy. Nothing listens until Start.
@@ -168,7 +171,7 @@ func (px *Proxy) runtimeLocked(app string, d policy.DNS) *appRuntime {
 	}
 	rt := px.runtimes[app]
 	if rt == nil {
-		rt = &appRuntime{name: app, limiter: rate.NewLimiter(limit, burst), logLim: rate.NewLimiter(1, 10)}
+		rt = &appRuntime{name: app, limiter: rate.NewLimiter(limit, burst), logLim: rate.NewLimiter(1, 10), auditLim: rate.NewLimiter(10, 50)}
 		px.runtimes[app] = rt
 	} else {
 		rt.limiter.SetLimit(limit)
