@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +48,89 @@ func dialUDP(addr netip.AddrPort, mark uint32) (udpConn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
-	return os.NewFile(uintptr(fd), "dns upstream "+addr.String()), nil
+	return &upConn{File: os.NewFile(uintptr(fd), "dns upstream "+addr.String()), fd: fd}, nil
+}
+
+// Sends on the hot path are raw system calls, without the runtime's
+// entersyscall: a UDP send on a non-blocking socket never sleeps, but it
+// delivers the datagram inline (loopback, veth) and may take tens of
+// microseconds, long enough for the runtime to hand the P to another thread
+// (a futex wake and a context switch per query at one query outstanding).
+// A full send buffer (EAGAIN) falls back to the poller.
+
+// upConn is a pooled upstream socket: reads go through the poller, writes
+// are raw.
+type upConn struct {
+	*os.File
+	fd int // valid until Close; a pooled socket has one user at a time
+}
+
+func (c *upConn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return c.File.Write(b)
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	switch e {
+	case 0:
+		return int(n), nil
+	case unix.EAGAIN, unix.EINTR:
+		return c.File.Write(b)
+	}
+	return 0, &os.PathError{Op: "write", Path: c.Name(), Err: e}
+}
+
+// stubSender sends answers from a stub's socket.
+type stubSender struct {
+	pc *net.UDPConn
+	rc syscall.RawConn
+}
+
+func newStubSender(pc *net.UDPConn) stubSender {
+	rc, _ := pc.SyscallConn()
+	return stubSender{pc: pc, rc: rc}
+}
+
+func (s stubSender) send(b []byte, to netip.AddrPort) error {
+	if s.rc == nil || len(b) == 0 {
+		_, err := s.pc.WriteToUDPAddrPort(b, to)
+		return err
+	}
+	var (
+		sa4 unix.RawSockaddrInet4
+		sa6 unix.RawSockaddrInet6
+		sa  unsafe.Pointer
+		l   uintptr
+	)
+	port := (*[2]byte)(unsafe.Pointer(&sa4.Port))
+	if a := to.Addr(); a.Is4() {
+		sa4.Family = unix.AF_INET
+		sa4.Addr = a.As4()
+		sa, l = unsafe.Pointer(&sa4), unix.SizeofSockaddrInet4
+	} else {
+		sa6.Family = unix.AF_INET6
+		sa6.Addr = a.As16()
+		port = (*[2]byte)(unsafe.Pointer(&sa6.Port))
+		sa, l = unsafe.Pointer(&sa6), unix.SizeofSockaddrInet6
+		if a.Zone() != "" {
+			_, err := s.pc.WriteToUDPAddrPort(b, to) // scope ids: leave it to net
+			return err
+		}
+	}
+	port[0], port[1] = byte(to.Port()>>8), byte(to.Port())
+	var e unix.Errno
+	err := s.rc.Control(func(fd uintptr) {
+		_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, uintptr(sa), l)
+	})
+	switch {
+	case err != nil:
+		return err
+	case e == unix.EAGAIN || e == unix.EINTR:
+		_, err := s.pc.WriteToUDPAddrPort(b, to)
+		return err
+	case e != 0:
+		return e
+	}
+	return nil
 }
 
 // drainUDP discards the datagrams queued on an idle pooled socket, so that

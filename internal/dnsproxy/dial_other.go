@@ -30,3 +30,13 @@ func dialUDP(addr netip.AddrPort, mark uint32) (udpConn, error) {
 	}
 	return c.(*net.UDPConn), nil
 }
+
+// stubSender sends answers from a stub's socket.
+type stubSender struct{ pc *net.UDPConn }
+
+func newStubSender(pc *net.UDPConn) stubSender { return stubSender{pc: pc} }
+
+func (s stubSender) send(b []byte, to netip.AddrPort) error {
+	_, err := s.pc.WriteToUDPAddrPort(b, to)
+	return err
+}

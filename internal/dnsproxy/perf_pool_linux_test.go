@@ -211,3 +211,43 @@ func waitQueued(t *testing.T, c udpConn) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestStubSender: answers sent with the raw sendto reach IPv4 and IPv6
+// clients, from the stub's own address and port.
+func TestStubSender(t *testing.T) {
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			lo := "127.0.0.1:0"
+			if network == "udp6" {
+				lo = "[::1]:0"
+			}
+			stub, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(lo)))
+			if err != nil {
+				t.Skipf("no %s loopback: %v", network, err)
+			}
+			defer stub.Close()
+			client, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(lo)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			s := newStubSender(stub)
+			want := []byte("an answer of some bytes")
+			if err := s.send(want, client.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+				t.Fatal(err)
+			}
+			client.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 100)
+			n, from, err := client.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(buf[:n]) != string(want) {
+				t.Errorf("got %q, want %q", buf[:n], want)
+			}
+			if want := stub.LocalAddr().(*net.UDPAddr).AddrPort(); from != want {
+				t.Errorf("from %v, want the stub's %v", from, want)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 // a busy one does not pay for a new goroutine and its stack growth per query.
 type udpStub struct {
 	pc     *net.UDPConn
+	out    stubSender
 	answer func(req *dns.Msg) *dns.Msg
 	log    *slog.Logger
 
@@ -50,7 +51,7 @@ const (
 var queryPool = sync.Pool{New: func() any { b := make([]byte, maxQuery); return &b }}
 
 func newUDPStub(pc *net.UDPConn, maxWorkers int, idleAfter time.Duration, log *slog.Logger, answer func(*dns.Msg) *dns.Msg) *udpStub {
-	s := &udpStub{pc: pc, answer: answer, log: log, jobs: make(chan udpJob, udpQueue), maxWorkers: int32(max(maxWorkers, 1)), idleAfter: idleAfter}
+	s := &udpStub{pc: pc, out: newStubSender(pc), answer: answer, log: log, jobs: make(chan udpJob, udpQueue), maxWorkers: int32(max(maxWorkers, 1)), idleAfter: idleAfter}
 	s.wg.Add(2)
 	go s.read()
 	s.workers.Add(1)
@@ -150,7 +151,7 @@ func (s *udpStub) serve(j udpJob, out []byte) []byte {
 		s.log.Debug("pack dns answer", "err", err)
 		return out
 	}
-	if _, err := s.pc.WriteToUDPAddrPort(wire, j.from); err != nil {
+	if err := s.out.send(wire, j.from); err != nil {
 		s.log.Debug("write dns answer", "err", err)
 	}
 	if cap(wire) > cap(out) && cap(wire) <= 65535 {
