@@ -100,6 +100,10 @@ func (c *committer) flush() {
 	for {
 		// Let answers that are ready to queue do so first: under load this
 		// makes batches, and when nothing else runs it returns at once.
+		// Measured with bench/dns.sh at 100 outstanding on one CPU: without
+		// it a transaction per answer (29,000 for 31,500 elements instead of
+		// 2,450) and 15-28% fewer queries per second; no effect at one
+		// outstanding.
 		runtime.Gosched()
 		c.mu.Lock()
 		b := c.cur
