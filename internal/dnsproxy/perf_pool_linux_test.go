@@ -132,6 +132,19 @@ func TestForwarderPool(t *testing.T) {
 		t.Errorf("source port %v still in use after %d queries", got, maxSocketUses+2)
 	}
 
+	// A socket past maxSocketAge is not used again.
+	if n := u.idleCount(); n != 1 {
+		t.Fatalf("%d idle sockets, want 1", n)
+	}
+	u.idle[0].born = time.Now().Add(-maxSocketAge)
+	old := up.client()
+	if _, err := f.exchange(ctx, question("f.example."), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := up.client(); got == old {
+		t.Errorf("source port %v still in use after %v", got, maxSocketAge)
+	}
+
 	// A socket whose exchange timed out is closed, not pooled.
 	for len(u.idle) > 0 {
 		u.idle[len(u.idle)-1].conn.Close()

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,10 +46,11 @@ type upstream struct {
 // query at a time, for at most maxSocketUses queries and maxSocketAge: an
 // off-path attacker who learned a port through a side channel can use it
 // for a few dozen queries, not for the life of the process, and still has
-// to guess the ID; datagrams that arrive while a socket idles are
-// discarded before its next query. A socket whose exchange failed or timed out is closed,
-// never reused, so a late answer cannot land in a later exchange's read;
-// stray datagrams are dropped by the ID and question check.
+// to guess the ID. Datagrams that arrive while a socket idles are discarded
+// before its next query, so answers forged in advance cannot wait there. A
+// socket whose exchange failed or timed out is closed, never reused, so a
+// late answer cannot land in a later exchange's read; stray datagrams are
+// dropped by the ID and question check.
 const (
 	maxSocketUses  = 64
 	maxSocketAge   = 10 * time.Second
@@ -61,26 +63,43 @@ type pooledConn struct {
 	born time.Time
 }
 
-// get takes an idle socket or opens one.
+// get takes an idle socket or opens one. Sockets past maxSocketAge are
+// closed on the way, and one from the bottom of the pool each time, so that
+// sockets a burst left behind do not stay open.
 func (u *upstream) get(mark uint32) (*pooledConn, error) {
+	now := time.Now()
+	var stale []*pooledConn
+	var pc *pooledConn
 	u.mu.Lock()
-	if n := len(u.idle); n > 0 {
-		pc := u.idle[n-1]
+	if len(u.idle) > 0 && now.Sub(u.idle[0].born) >= maxSocketAge {
+		stale = append(stale, u.idle[0])
+		u.idle = slices.Delete(u.idle, 0, 1)
+	}
+	for len(u.idle) > 0 && pc == nil {
+		n := len(u.idle)
+		pc = u.idle[n-1]
 		u.idle[n-1] = nil
 		u.idle = u.idle[:n-1]
-		u.mu.Unlock()
+		if now.Sub(pc.born) >= maxSocketAge {
+			stale = append(stale, pc)
+			pc = nil
+		}
+	}
+	u.mu.Unlock()
+	for _, s := range stale {
+		s.conn.Close()
+	}
+	if pc != nil {
 		if err := drainUDP(pc.conn); err == nil {
 			return pc, nil
 		}
 		pc.conn.Close()
-	} else {
-		u.mu.Unlock()
 	}
 	c, err := dialUDP(u.addr, mark)
 	if err != nil {
 		return nil, err
 	}
-	return &pooledConn{conn: c, born: time.Now()}, nil
+	return &pooledConn{conn: c, born: now}, nil
 }
 
 // put returns a socket after a successful exchange; worn-out sockets, and
