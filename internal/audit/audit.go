@@ -387,6 +387,12 @@ func (l *Log) Deliver(p Packet) {
 	if l.closed {
 		return
 	}
+	l.addLocked(rec, sk, now)
+}
+
+// addLocked numbers a new record, starts its aggregation, counts it and
+// hands it to the ring and the subscribers. l.mu is held.
+func (l *Log) addLocked(rec Record, sk StatKey, now time.Time) {
 	rec.ID = l.nextID
 	l.nextID++
 	if l.agg.start(rec, now, l.final) {

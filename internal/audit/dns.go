@@ -90,14 +90,7 @@ func (l *Log) RecordDNS(q DNSQuery) {
 		l.ring.update(cur)
 		return
 	}
-	rec.ID = l.nextID
-	l.nextID++
-	if l.agg.start(rec, now, l.final) {
-		l.evicted++
-	}
-	bump(l.records, sk)
-	l.ring.push(rec)
-	l.publish(rec)
+	l.addLocked(rec, sk, now)
 }
 
 // maxAddrs bounds the addresses one DNS record carries.
