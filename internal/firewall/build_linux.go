@@ -356,15 +356,21 @@ func elemBytes(s *nftables.Set, e nftables.SetElement) int {
 
 // chunkElems splits elems into lists of at most maxElemBytes each.
 func chunkElems(s *nftables.Set, elems []nftables.SetElement) [][]nftables.SetElement {
-	var out [][]nftables.SetElement
-	start, size := 0, 0
+	return chunkBy(elems, func(e nftables.SetElement) int { return elemBytes(s, e) })
+}
+
+// chunkBy splits elems into runs whose sizes add up to at most maxElemBytes
+// (a single larger element gets a run of its own).
+func chunkBy[E any](elems []E, size func(E) int) [][]E {
+	var out [][]E
+	start, total := 0, 0
 	for i, e := range elems {
-		n := elemBytes(s, e)
-		if size+n > maxElemBytes && i > start {
+		n := size(e)
+		if total+n > maxElemBytes && i > start {
 			out = append(out, elems[start:i])
-			start, size = i, 0
+			start, total = i, 0
 		}
-		size += n
+		total += n
 	}
 	if start < len(elems) {
 		out = append(out, elems[start:])

@@ -53,20 +53,7 @@ func rawElemBytes(e Element, f elemFields) int {
 
 // chunkRaw splits elems into lists of at most maxElemBytes each.
 func chunkRaw(elems []Element, f elemFields) [][]Element {
-	var out [][]Element
-	start, size := 0, 0
-	for i, e := range elems {
-		n := rawElemBytes(e, f)
-		if size+n > maxElemBytes && i > start {
-			out = append(out, elems[start:i])
-			start, size = i, 0
-		}
-		size += n
-	}
-	if start < len(elems) {
-		out = append(out, elems[start:])
-	}
-	return out
+	return chunkBy(elems, func(e Element) int { return rawElemBytes(e, f) })
 }
 
 // elemMsg encodes the body of a NEWSETELEM or DELSETELEM message for elems
