@@ -190,6 +190,7 @@ type dnsSection struct {
 	InsertHold, Batches                           string
 	Store                                         string
 	Repeat                                        string // pinhole-latency-repeat: names already learned
+	Goals                                         string // the design goals, met or missed
 	Other                                         table  // runs of labels this report does not know
 }
 
@@ -232,6 +233,7 @@ func (d *doc) dnsSection(r dnsResults) dnsSection {
 	s.Latency.add("p50 added to the upstream's", none, s.AddedP50, s.AddedP50Dnsmasq,
 		ratio(get("pinhole", "latency", "p50").med()-up, get("dnsmasq", "latency", "p50").med()-up))
 	s.QPSRatio = ratio(get("pinhole", "throughput", "qps").med(), get("dnsmasq", "throughput", "qps").med())
+	s.Goals = dnsGoals(get("pinhole", "latency", "p50").med()-up, get("pinhole", "throughput", "qps").med()/get("dnsmasq", "throughput", "qps").med())
 	s.P50Ratio = ratio(get("pinhole", "latency", "p50").med(), get("dnsmasq", "latency", "p50").med())
 	s.PacedQPS = count(get("upstream", "latency", "qps").med())
 	s.PacedP50 = us(up)
@@ -540,4 +542,20 @@ func (d *doc) glance() {
 		t.add("pinholed binary, linux/arm, static", r[0][1], "dnsmasq, Debian amd64: "+d.Sizes.DnsmasqBin+" + "+d.Sizes.DnsmasqLibs, none)
 	}
 	d.Glance = t
+}
+
+// dnsGoals says whether this run met the DNS design goals: at most 100 µs
+// added to the upstream's median, at least twice dnsmasq's queries/s.
+func dnsGoals(addedP50, qpsRatio float64) string {
+	if bad(addedP50) || bad(qpsRatio) {
+		return ""
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "missed"
+	}
+	return fmt.Sprintf("p50 added to the upstream's under 100 µs: %s (%s); at least 2× dnsmasq's queries/s on new names: %s (%s)",
+		verdict(addedP50 < 100), us(addedP50), verdict(qpsRatio >= 2), sig(qpsRatio)+"×")
 }
