@@ -151,6 +151,16 @@ for rep in $(seq "$COUNT"); do
 	echo "pinhole after run: $(grep learned_entries $work/serve.out | tail -1)" | tee -a $work/pinhole-stats
 	kill $ph
 	wait $ph 2>/dev/null || true
+
+	# Diagnosis: the same stub without the kernel insert (fresh store), to
+	# tell what the insert costs from what forwarding through the redirect
+	# costs. Latency only.
+	ip netns exec $DEV "${srv[@]}" $work/dnsbench serve -insert=false -upstream $UPSTREAM:53 -uid $APP_UID -port 5400 > $work/serve.out 2> $work/harness.err &
+	ph=$!
+	wait_ready $work/serve.out
+	perf pinhole-noinsert-latency 192.0.2.53 53 $work/lat.txt 1 app
+	kill $ph
+	wait $ph 2>/dev/null || true
 done
 
 echo "## memory"

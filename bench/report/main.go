@@ -191,6 +191,7 @@ type dnsSection struct {
 	Store                                         string
 	Repeat                                        string // pinhole-latency-repeat: names already learned
 	Goals                                         string // the design goals, met or missed
+	NoInsert                                      string // pinhole-noinsert-latency: the stub without kernel inserts
 	Other                                         table  // runs of labels this report does not know
 }
 
@@ -248,6 +249,12 @@ func (d *doc) dnsSection(r dnsResults) dnsSection {
 		s.InsertHold = fmt.Sprintf("p50 %s, p99 %s", ns(p50.med()), ns(p99.med()))
 		s.Batches = fmt.Sprintf("%s elements in %s transactions, %s per transaction", count(elements.med()), count(batches.med()), sig(elements.med()/batches.med()))
 	}
+	if x := r.runs["pinhole-noinsert-latency"]; x != nil {
+		if p50 := x["p50"].med(); !bad(p50) {
+			s.NoInsert = fmt.Sprintf("%s added to the upstream's median (the kernel insert is then the remaining %s)",
+				us(p50-up), us(get("pinhole", "latency", "p50").med()-p50))
+		}
+	}
 	if x := r.runs["pinhole-latency-repeat"]; x != nil {
 		s.Repeat = fmt.Sprintf("p50 %s, p90 %s, p99 %s", us(x["p50"].med()), us(x["p90"].med()), us(x["p99"].med()))
 	}
@@ -259,7 +266,7 @@ func (d *doc) dnsSection(r dnsResults) dnsSection {
 	slices.Sort(labels)
 	for _, l := range labels {
 		server, kind, _ := strings.Cut(l, "-")
-		if l == "pinhole-latency-repeat" || (kind == "latency" || kind == "throughput") && slices.ContainsFunc(servers, func(s struct{ key, name string }) bool { return s.key == server }) {
+		if l == "pinhole-latency-repeat" || l == "pinhole-noinsert-latency" || (kind == "latency" || kind == "throughput") && slices.ContainsFunc(servers, func(s struct{ key, name string }) bool { return s.key == server }) {
 			continue
 		}
 		x := r.runs[l]
