@@ -10,7 +10,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/pinhole-net/pinhole/internal/audit"
 	"github.com/pinhole-net/pinhole/internal/learned"
+	"github.com/pinhole-net/pinhole/internal/policy"
 )
 
 // bytesExchanger answers every question with fixed bytes, through the same
@@ -85,6 +87,17 @@ func FuzzQuery(f *testing.F) {
 	}
 	defer px.Close()
 	rt := px.runtimes["weather"]
+	// The same policy in audit mode, for queries with an odd ID: what it
+	// answers that enforce mode would refuse must open nothing.
+	aup := testPolicy(f, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")})
+	aup.DNS.RateLimit, aup.DNS.Burst, aup.DNS.MaxInFlight = 1e9, 1e9, 1e6
+	aup.Mode = policy.ModeAudit
+	apx, err := New(Options{Policy: policy.Finish(aup), Store: store, Inserter: ins, exchanger: ex, Audit: discardAuditor{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer apx.Close()
+	art := apx.runtimes["weather"]
 
 	f.Fuzz(func(t *testing.T, qwire, awire []byte) {
 		req := new(dns.Msg)
@@ -95,7 +108,11 @@ func FuzzQuery(f *testing.F) {
 		ex.wire = awire
 		ex.mu.Unlock()
 		ins.reset()
-		resp, v := px.answer(context.Background(), rt, req, false)
+		p, r := px, rt
+		if req.Id&1 == 1 {
+			p, r = apx, art
+		}
+		resp, v := p.answer(context.Background(), r, req, false)
 		if resp == nil {
 			if v != Invalid {
 				t.Fatalf("no reply with verdict %v", v)
@@ -135,6 +152,10 @@ func FuzzQuery(f *testing.F) {
 		}
 	})
 }
+
+type discardAuditor struct{}
+
+func (discardAuditor) RecordDNS(audit.DNSQuery) {}
 
 type discardInserter struct {
 	mu  sync.Mutex
