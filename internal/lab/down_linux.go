@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pinhole-net/pinhole/internal/cgroup"
+	"github.com/pinhole-net/pinhole/internal/wait"
 )
 
 // Removed says what Down took away.
@@ -69,7 +70,7 @@ func teardown(l Layout, log *slog.Logger) (Removed, error) {
 	if st, err := readSupervisorState(l.Dir()); err == nil && st.PID > 0 && haveCgroup {
 		if rel, err := cgroup.Of(st.PID); err == nil && rel == l.ServicesCgroup() {
 			if unix.Kill(st.PID, unix.SIGTERM) == nil {
-				poll(stopTimeout+2*time.Second, func() bool {
+				wait.Until(stopTimeout+2*time.Second, func() bool {
 					p, err := cgroup.Populated(l.ServicesCgroup())
 					return err != nil || !p
 				})
@@ -79,7 +80,7 @@ func teardown(l Layout, log *slog.Logger) (Removed, error) {
 	if haveCgroup {
 		if err := cgroup.Kill(l.Cgroup()); err != nil {
 			errs = append(errs, err)
-		} else if !poll(10*time.Second, func() bool {
+		} else if !wait.Until(10*time.Second, func() bool {
 			p, err := cgroup.Populated(l.Cgroup())
 			return err != nil || !p
 		}) {

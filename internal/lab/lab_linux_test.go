@@ -25,6 +25,7 @@ import (
 	"github.com/pinhole-net/pinhole/internal/cgroup"
 	"github.com/pinhole-net/pinhole/internal/config"
 	"github.com/pinhole-net/pinhole/internal/policy"
+	"github.com/pinhole-net/pinhole/internal/wait"
 )
 
 // helperArg makes the test binary run a lab helper role instead of tests.
@@ -204,7 +205,7 @@ func TestLab(t *testing.T) {
 	if err := syscall.Kill(st.Supervisor.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(5*time.Second, func() bool { st, err := ReadStatus(l); return err == nil && !st.SupervisorAlive }) {
+	if !wait.Until(5*time.Second, func() bool { st, err := ReadStatus(l); return err == nil && !st.SupervisorAlive }) {
 		t.Error("status does not notice the supervisor is gone")
 	}
 	rm, err := Down(ctx, l, nil)
@@ -325,7 +326,7 @@ func testRestart(t *testing.T, l Layout) {
 	if err := syscall.Kill(web.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	ok := poll(15*time.Second, func() bool {
+	ok := wait.Until(15*time.Second, func() bool {
 		st, err := ReadStatus(l)
 		if err != nil {
 			return false
@@ -394,7 +395,7 @@ func TestDownHalfBuilt(t *testing.T) {
 	if err := inNetns.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if !poll(5*time.Second, func() bool { pids, _ := netnsPids(l.DeviceNetns()); return len(pids) == 1 }) {
+	if !wait.Until(5*time.Second, func() bool { pids, _ := netnsPids(l.DeviceNetns()); return len(pids) == 1 }) {
 		t.Fatal("the process did not enter the namespace")
 	}
 	rm, err := Down(context.Background(), l, nil)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pinhole-net/pinhole/internal/netns"
+	"github.com/pinhole-net/pinhole/internal/wait"
 )
 
 // networkScript is the lab's network as ip(8) batch lines per namespace.
@@ -94,7 +95,7 @@ func waitIPv6(ns, iface string, timeout time.Duration) error {
 		return err
 	}
 	var out []byte
-	ok := poll(timeout, func() bool {
+	ok := wait.Until(timeout, func() bool {
 		out, err = exec.Command(ip, "-n", ns, "-6", "-o", "addr", "show", "dev", iface, "scope", "link").CombinedOutput()
 		return err == nil && strings.Contains(string(out), "inet6 fe80") && !strings.Contains(string(out), "tentative")
 	})
@@ -173,7 +174,7 @@ func netnsPids(name string) ([]int, error) {
 // left or timeout passes.
 func killNetns(name string, timeout time.Duration) error {
 	var pids []int
-	ok := poll(timeout, func() bool {
+	ok := wait.Until(timeout, func() bool {
 		var err error
 		pids, err = netnsPids(name)
 		if err != nil || len(pids) == 0 {
@@ -188,21 +189,4 @@ func killNetns(name string, timeout time.Duration) error {
 		return fmt.Errorf("processes %v in namespace %s survive SIGKILL", pids, name)
 	}
 	return nil
-}
-
-// poll calls cond until it is true or timeout passes: often at first, then
-// every 50ms.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 50*time.Millisecond)
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pinhole-net/pinhole/internal/wait"
 )
 
 const (
@@ -244,7 +246,7 @@ func (r *runner) waitReady(ctx context.Context) error {
 	r.mu.Unlock()
 	for _, c := range r.svc.Ready {
 		var lastErr error
-		ok := poll(startTimeout, func() bool {
+		ok := wait.Until(startTimeout, func() bool {
 			select {
 			case <-done:
 				lastErr = errors.New("exited at start")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pinhole-net/pinhole/internal/cgroup"
+	"github.com/pinhole-net/pinhole/internal/wait"
 )
 
 // App is a test app identity: a cgroup v2 directory and a UID/GID (without a
@@ -149,7 +150,7 @@ func (a *App) Close() error {
 		return err
 	}
 	var populated bool
-	ok := poll(10*time.Second, func() bool {
+	ok := wait.Until(10*time.Second, func() bool {
 		populated, err = cgroup.Populated(a.top)
 		return err != nil || !populated
 	})

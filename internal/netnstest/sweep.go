@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pinhole-net/pinhole/internal/cgroup"
+	"github.com/pinhole-net/pinhole/internal/wait"
 )
 
 // Name prefixes of what the bed creates; the creating test binary's pid
@@ -74,7 +75,7 @@ func Sweep() error {
 			errs = append(errs, err)
 			continue
 		}
-		if !poll(5*time.Second, func() bool { p, err := cgroup.Populated(e.Name()); return err != nil || !p }) {
+		if !wait.Until(5*time.Second, func() bool { p, err := cgroup.Populated(e.Name()); return err != nil || !p }) {
 			errs = append(errs, fmt.Errorf("sweep cgroup %s: processes survive SIGKILL", e.Name()))
 			continue
 		}

@@ -6,29 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// poll calls cond until it returns true or timeout passes, checking often at
-// first and then every 50ms.
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 50*time.Millisecond)
-	}
-}
+	"github.com/pinhole-net/pinhole/internal/wait"
+)
 
 // WaitFor polls cond until it returns true; it fails the test after timeout.
 func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	if !poll(timeout, cond) {
+	if !wait.Until(timeout, cond) {
 		t.Fatalf("condition not met within %v", timeout)
 	}
 }
