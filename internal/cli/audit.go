@@ -36,11 +36,12 @@ Repeats of the same flow within a minute are one line with a count.
 An address with no host name was never looked up by that app: it used a
 hard-coded address, or one another app resolved (then "learned by" names it).
 
-In audit mode the DNS lookups that enforce mode would block (a name not in
-the app's AllowedConnections, or an answer rebinding protection would
-refuse) are answered and shown too, as PROTO dns with the name asked and
-the addresses answered; the connections that follow to those addresses
-show the name as their host.
+Refused DNS lookups (a name not in the app's AllowedConnections, or an
+answer rebinding protection refuses) are shown too, as PROTO dns with the
+name asked and the reason; at most 10 a second per app are recorded. In
+audit mode such lookups are answered instead, shown with the addresses
+answered, and the connections that follow to those addresses show the name
+as their host.
 
 --follow keeps printing new denials as they happen, until interrupted.
 --json prints the records as JSON (one object per line with --follow).`,

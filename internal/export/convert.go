@@ -72,7 +72,7 @@ func FromPolicy(p *policy.Policy, prof *catalog.Profile, upstreamsKnown bool) []
 			out = append(out, Rule{Owner: SystemOwner, Hosts: []hostname.Pattern{h.Pattern}, Ports: h.Ports, Why: why(h.Pattern.String(), h.Source, h.Ports)})
 		}
 		for _, a := range s.Addrs {
-			if a.Source == "dns upstream" && !upstreamsKnown {
+			if a.Source == policy.SourceUpstream && !upstreamsKnown {
 				continue
 			}
 			out = append(out, Rule{Owner: SystemOwner, Addrs: []netip.Addr{a.Addr}, Ports: a.Ports, Why: why(a.Addr.String(), a.Source, a.Ports)})

@@ -3,6 +3,7 @@ package export
 import (
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,5 +206,38 @@ func TestEveryProfile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFromPolicyUpstreams: the DNS upstreams a config names are exported as
+// addresses; ones read from the exporting machine's resolv.conf are not,
+// and the DNS rule asks for the devices' servers instead.
+func TestFromPolicyUpstreams(t *testing.T) {
+	up := netip.MustParseAddr("192.0.2.53")
+	p := policy.Finish(&policy.Policy{
+		System: &policy.App{Name: policy.SystemName, Addrs: []policy.AddrRule{{Addr: up, Ports: policy.BothProtocols(53), Source: policy.SourceUpstream}}},
+		Apps:   []*policy.App{{Name: "sensor", Hosts: []policy.HostRule{{Pattern: pat(t, "api.example.test"), Source: "m.json: AllowedConnections[0]"}}}},
+	})
+	prof, err := catalog.Load("minimal", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, known := range []bool{true, false} {
+		var addrs []netip.Addr
+		dnsRule, app := false, false
+		for _, r := range FromPolicy(p, prof, known) {
+			addrs = append(addrs, r.Addrs...)
+			dnsRule = dnsRule || r.DNSServers
+			app = app || r.Owner == "sensor" && len(r.Hosts) == 1 && r.Ports.Any()
+		}
+		if got := slices.Contains(addrs, up); got != known {
+			t.Errorf("upstreams known %v: upstream exported %v", known, got)
+		}
+		if dnsRule == known {
+			t.Errorf("upstreams known %v: DNS servers rule %v", known, dnsRule)
+		}
+		if !app {
+			t.Errorf("upstreams known %v: the app's host is missing", known)
+		}
 	}
 }

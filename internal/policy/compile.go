@@ -190,6 +190,9 @@ func (c *compiler) app(i int, ac config.App, m *manifest.Manifest) *App {
 
 // system builds pinholed's own identity from the profile, the DNS upstreams,
 // the time servers and the proxy.
+// SourceUpstream is the Source of the system's rules for its DNS upstreams.
+const SourceUpstream = "dns upstream"
+
 func (c *compiler) system(upstreams []netip.AddrPort) *App {
 	s := &App{
 		Name:     SystemName,
@@ -225,7 +228,7 @@ func (c *compiler) system(upstreams []netip.AddrPort) *App {
 	}
 	for _, up := range upstreams {
 		ports := Ports{{Proto: TCP, Port: up.Port()}, {Proto: UDP, Port: up.Port()}}
-		s.Addrs = addAddr(s.Addrs, AddrRule{Addr: up.Addr().Unmap(), Ports: ports, Source: "dns upstream"})
+		s.Addrs = addAddr(s.Addrs, AddrRule{Addr: up.Addr().Unmap(), Ports: ports, Source: SourceUpstream})
 	}
 	if timeOn && c.cfg.Time.Source == config.TimeSourceCustom {
 		for _, h := range c.cfg.Time.Servers {
